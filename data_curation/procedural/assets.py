@@ -1,0 +1,71 @@
+"""Per-asset sampling, captioning and GLB building (pure functions of ``(seed, index)``)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .geometry import SHAPES
+from .glb_writer import GlbBuilder
+from .keyframes import INTERPOLATIONS
+from .materials import COLOURS, PATTERNS
+from .motion_morph import MorphFamily
+from .motion_multipart import MultipartFamily
+from .motion_rigid import RotationFamily, ScalingFamily, StaticFamily, TranslationFamily
+from .motion_skin import ArticulatedFamily
+from .spec import DURATION_S, AssetSpec, MotionFamily
+
+FAMILIES: dict[str, MotionFamily] = {f.name: f for f in (
+    RotationFamily(), TranslationFamily(), ScalingFamily(), ArticulatedFamily(), MorphFamily(),
+    MultipartFamily(), StaticFamily())}
+MOTION_FAMILIES: tuple[str, ...] = tuple(FAMILIES)
+TEXTURE_PROBABILITY = 0.35
+# amplitude tiers (small, medium, large), cycled so each family meets different tiers
+_AMPLITUDE_TIERS = ((0.1, 0.35), (0.35, 0.7), (0.7, 1.0))
+
+
+def asset_uid(seed: int, index: int) -> str:
+    """The asset's uid, ``proc-s{seed}-{index:04d}``."""
+    return f"proc-s{seed}-{index:04d}"
+
+
+def sample_asset_spec(seed: int, index: int) -> AssetSpec:
+    """Draw the parameters of asset ``index`` of the set generated with ``seed``.
+
+    The family is round-robin over :data:`MOTION_FAMILIES` (so any ``count`` of at least
+    ``len(MOTION_FAMILIES)`` covers every family); interpolation cycles over LINEAR,
+    CUBICSPLINE and STEP; everything else comes from a generator seeded with
+    ``(seed, index)``, so an asset does not depend on how many others are generated.
+    """
+    if seed < 0 or index < 0:
+        raise ValueError(f"seed and index must be non-negative, got seed={seed}, index={index}")
+    rng = np.random.default_rng([seed, index])
+    family = MOTION_FAMILIES[index % len(MOTION_FAMILIES)]
+    colour, colour2 = (str(c) for c in rng.choice(COLOURS, size=2, replace=False))
+    pattern = str(rng.choice(PATTERNS)) if rng.random() < TEXTURE_PROBABILITY else None
+    shape = str(rng.choice(SHAPES))
+    low, high = _AMPLITUDE_TIERS[(index + index // len(MOTION_FAMILIES)) % len(_AMPLITUDE_TIERS)]
+    amplitude = round(float(rng.uniform(low, high)), 3)
+    static = family == "static"
+    spec = AssetSpec(
+        uid=asset_uid(seed, index), seed=seed, index=index, family=family, variant="",
+        shape=shape, colour=colour, colour2=colour2, pattern=pattern,
+        interpolation=None if static else INTERPOLATIONS[index % len(INTERPOLATIONS)],
+        motion_amplitude=0.0 if static else amplitude, duration_s=0.0 if static else DURATION_S)
+    FAMILIES[family].sample(rng, spec)
+    spec.params = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in spec.params.items()}
+    return spec
+
+
+def caption_for(spec: AssetSpec) -> str:
+    """Short regular caption: "a|an <colour> [checkered|striped] <shape> <motion phrase>"."""
+    words = [spec.colour] + ([spec.pattern] if spec.pattern else []) + [spec.shape]
+    article = "an" if words[0][0] in "aeiou" else "a"
+    return " ".join([article, *words, FAMILIES[spec.family].phrase(spec)])
+
+
+def build_asset_glb(spec: AssetSpec) -> bytes:
+    """Build the binary glTF 2.0 (GLB) bytes of one asset; deterministic in ``spec``."""
+    builder = GlbBuilder()
+    roots = FAMILIES[spec.family].build(builder, spec)
+    builder.gltf.asset.extras = {"uid": spec.uid, "caption": caption_for(spec)}
+    return builder.to_glb(roots)

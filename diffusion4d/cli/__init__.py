@@ -1,0 +1,81 @@
+"""The ``diffusion4d`` command line.
+
+Each subcommand lives in its own module, next to the stage it drives, and is imported lazily
+only when it runs (the core library never imports the stage packages at import time). A
+command module defines::
+
+    COMMAND = "name"
+    HELP = "one line"
+    def add_arguments(parser: argparse.ArgumentParser) -> None: ...
+    def run(args: argparse.Namespace) -> int: ...
+
+``diffusion4d --help`` lists the commands whose module is installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import sys
+from typing import Dict, List, Optional
+
+from diffusion4d import __version__
+from diffusion4d.errors import UserError
+from diffusion4d.logging_utils import setup_logging
+
+#: subcommand name -> module implementing it (in the order ``--help`` lists them).
+COMMAND_MODULES: Dict[str, str] = {
+    "assets": "data_curation.procedural.cli",
+    "curate": "data_curation.cli",
+    "generate": "diffusion4d.cli.generate",
+    "reconstruct": "recon.cli",
+    "evaluate": "eval.cli",
+    "demo": "diffusion4d.cli.demo",
+}
+
+
+def _available_commands() -> Dict[str, str]:
+    found = {}
+    for name, module in COMMAND_MODULES.items():
+        try:
+            if importlib.util.find_spec(module) is not None:
+                found[name] = module
+        except ModuleNotFoundError:
+            continue
+    return found
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="diffusion4d",
+        description="4D generation with video diffusion: curate, train, generate, reconstruct, evaluate.",
+    )
+    parser.add_argument("--version", action="version", version=f"diffusion4d {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module_name in _available_commands().items():
+        module = importlib.import_module(module_name)
+        cmd = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(cmd)
+        cmd.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Entry point of the console script; returns the process exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    setup_logging(-1 if args.quiet else args.verbose)
+    try:
+        return int(args._module.run(args) or 0)
+    except UserError as err:
+        print(f"diffusion4d {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"diffusion4d {args.command}: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,76 @@
+"""Conditioning embeddings of the 4D-aware UNet: motion magnitude and per-frame camera.
+
+Both end in a zero-initialised linear layer, so a freshly added embedding outputs exactly 0
+and the fine-tuning starts from the base video model's behaviour (ControlNet-style).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+
+from diffusers.models.embeddings import get_timestep_embedding
+
+
+def _zero_linear(dim_in: int, dim_out: int) -> nn.Linear:
+    layer = nn.Linear(dim_in, dim_out)
+    nn.init.zeros_(layer.weight)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+class MotionMagnitudeEmbedding(nn.Module):
+    """m -> sinusoidal features -> Linear -> SiLU -> Linear (zero-init) -> ``[B, D]``.
+
+    ``m`` is the mean-form motion magnitude of :mod:`diffusion4d.motion` (typically 0..0.1);
+    it is multiplied by ``scale`` before the sinusoidal features so that the frequencies resolve
+    it, as timesteps 0..1000 are. Entries that are NaN (condition dropped, classifier-free
+    guidance) and ``m=None`` use ``null_embedding``, a learned vector initialised to 0.
+    """
+
+    def __init__(self, embed_dim: int, feature_dim: int = 256, scale: float = 1000.0):
+        super().__init__()
+        self.feature_dim = feature_dim
+        self.scale = scale
+        self.linear_1 = nn.Linear(feature_dim, embed_dim)
+        self.act = nn.SiLU()
+        self.linear_2 = _zero_linear(embed_dim, embed_dim)
+        self.null_embedding = nn.Parameter(torch.zeros(embed_dim))
+
+    def forward(self, m: Optional[torch.Tensor], batch: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        """``m`` ``[B]`` (or scalar, or None) -> ``[B, D]``."""
+        null = self.null_embedding.to(dtype=dtype, device=device)
+        if m is None:
+            return null[None].expand(batch, -1)
+        m = torch.as_tensor(m, device=device, dtype=torch.float32).reshape(-1)
+        if m.numel() == 1 and batch > 1:
+            m = m.expand(batch)
+        if m.numel() != batch:
+            raise ValueError(f"motion_magnitude has {m.numel()} entries for a batch of {batch}")
+        dropped = torch.isnan(m)
+        features = get_timestep_embedding(torch.nan_to_num(m) * self.scale, self.feature_dim, flip_sin_to_cos=True, downscale_freq_shift=0)
+        emb = self.linear_2(self.act(self.linear_1(features.to(dtype))))
+        return torch.where(dropped[:, None], null[None], emb)
+
+
+class CameraEmbedding(nn.Module):
+    """Per-frame camera: flattened 3x4 of the OpenCV c2w -> Linear -> SiLU -> Linear (zero-init).
+
+    ``c2w`` ``[B, F, 4, 4]`` -> ``[B * F, D]`` (frame-major within each batch item, the layout
+    of the UNet's per-frame time embedding).
+    """
+
+    def __init__(self, embed_dim: int, hidden_dim: Optional[int] = None):
+        super().__init__()
+        hidden_dim = hidden_dim or embed_dim
+        self.linear_1 = nn.Linear(12, hidden_dim)
+        self.act = nn.SiLU()
+        self.linear_2 = _zero_linear(hidden_dim, embed_dim)
+
+    def forward(self, c2w: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        if c2w.dim() != 4 or c2w.shape[-2:] not in ((4, 4), (3, 4)):
+            raise ValueError(f"camera_c2w must be [B, F, 4, 4], got {tuple(c2w.shape)}")
+        flat = c2w[:, :, :3, :4].reshape(-1, 12).to(dtype)
+        return self.linear_2(self.act(self.linear_1(flat)))

