@@ -15,6 +15,7 @@ from diffusion4d.io.clip import (
     write_meta,
 )
 from diffusion4d.io.manifest import ManifestRecord, ManifestWriter, read_manifest
+from diffusion4d.io.video import read_video, write_video
 
 __all__ = [
     "Clip",
@@ -32,4 +33,6 @@ __all__ = [
     "read_meta",
     "write_clip",
     "write_meta",
+    "read_video",
+    "write_video",
 ]
