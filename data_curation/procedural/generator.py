@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
+from diffusion4d.logging_utils import progress
 
 from .assets import build_asset_glb, caption_for, sample_asset_spec
 
@@ -39,7 +39,7 @@ class ProceduralAsset:
 
 
 def generate_assets(output_dir: str | Path, count: int, seed: int = 0,
-                    progress: bool = True) -> list[ProceduralAsset]:
+                    show_progress: bool | None = None) -> list[ProceduralAsset]:
     """Generate ``count`` animated glTF assets, ``captions.csv`` and ``assets.jsonl``.
 
     Asset ``i`` belongs to family ``MOTION_FAMILIES[i % 7]``, so ``count >= 7`` covers them all.
@@ -50,7 +50,8 @@ def generate_assets(output_dir: str | Path, count: int, seed: int = 0,
         output_dir: folder to write into (created if missing).
         count: number of assets (>= 1).
         seed: non-negative integer seed.
-        progress: show a tqdm progress bar.
+        show_progress: force the tqdm progress bar on or off; by default it follows
+            :func:`diffusion4d.logging_utils.progress` (main process, no ``DIFFUSION4D_NO_PROGRESS``).
 
     Returns:
         The assets, in index order.
@@ -67,7 +68,8 @@ def generate_assets(output_dir: str | Path, count: int, seed: int = 0,
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     assets = []
-    for index in tqdm(range(count), desc="procedural assets", unit="asset", disable=not progress):
+    disable = None if show_progress is None else not show_progress
+    for index in progress(range(count), desc="procedural assets", unit="asset", disable=disable):
         spec = sample_asset_spec(seed, index)
         path = out / f"{spec.uid}.glb"
         path.write_bytes(build_asset_glb(spec))

@@ -24,7 +24,7 @@ class MultipartFamily(MotionFamily):
         amp = spec.motion_amplitude
         spec.variant = str(rng.choice(["orbit", "pendulum", "propeller"]))
         if spec.variant == "orbit":
-            spec.params = {"orbit_radius": 0.34 + 0.1 * amp, "orbit_turns": 1 if amp < 0.5 else 2,
+            spec.params = {"orbit_radius": 0.38 + 0.12 * amp, "orbit_turns": 1 if amp < 0.5 else 2,
                            "tilt_deg": float(rng.uniform(0.0, 25.0)), "body_turns": 1}
         elif spec.variant == "pendulum":
             spec.params = {"swing_deg": 15.0 + 35.0 * amp, "body_rock_deg": 5.0 + 15.0 * amp,
@@ -47,7 +47,7 @@ class MultipartFamily(MotionFamily):
     def _orbit(self, builder: GlbBuilder, spec: AssetSpec) -> list[int]:
         p = spec.params
         group = builder.add_node("group")
-        body_mesh = builder.add_mesh(spec.shape, sized_shape(spec.shape, 0.5), body_material(builder, spec))
+        body_mesh = builder.add_mesh(spec.shape, sized_shape(spec.shape, 0.55), body_material(builder, spec))
         body = builder.add_node(spec.shape, mesh=body_mesh, parent=group, rotation=(0, 0, 0, 1))
         tilt = builder.add_node("orbit_plane", parent=group,
                                 rotation=quat_axis_angle(AXES["z"], np.radians(p["tilt_deg"])))

@@ -65,7 +65,7 @@ class ArticulatedFamily(MotionFamily):
         variants = ["arm", "wings"] + (["bend"] if spec.shape in BENDABLE_SHAPES else [])
         spec.variant = str(rng.choice(variants))
         if spec.variant == "bend":
-            spec.params = {"bend_deg": 6.0 + 14.0 * amp}
+            spec.params = {"bend_deg": 8.0 + 22.0 * amp}
         else:
             spec.params = {"swing_deg": 20.0 + 50.0 * amp}
         spec.params["cycles"] = int(rng.integers(1, 3))
