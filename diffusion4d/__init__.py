@@ -8,3 +8,23 @@ stage packages (``data_curation``, ``train``, ``eval``, ``recon``).
 """
 
 __version__ = "0.1.0"
+
+
+_LAZY = {
+    "UNet4DConditionModel": "diffusion4d.models",
+    "Diffusion4DPipeline": "diffusion4d.pipelines",
+    # diffusers' loader finds a component's load method by looking up its base classes
+    # (``ModelMixin``...) in the component's library, here ``diffusion4d``
+    "ModelMixin": "diffusers",
+}
+
+
+def __getattr__(name: str):
+    """Lazy exports (``diffusion4d.UNet4DConditionModel``...) so ``import diffusion4d`` stays torch-free
+    and diffusers can resolve components saved with library ``"diffusion4d"``."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'diffusion4d' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)

@@ -42,6 +42,7 @@ class GltfDocument:
     buffers: List[bytes]
     base_dir: Path
     path: Path
+    raw: dict = field(default_factory=dict)  # the JSON as parsed (fields pygltflib drops, e.g. node.weights)
     _images: Dict[int, np.ndarray] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ accessors
@@ -204,4 +205,4 @@ def load_document(path) -> GltfDocument:
         if buf.byteLength is not None and len(content) < buf.byteLength:
             raise AssetError("truncated", f"buffer {i} has {len(content)} bytes, declares {buf.byteLength}")
         buffers.append(content)
-    return GltfDocument(gltf=gltf, buffers=buffers, base_dir=path.parent, path=path)
+    return GltfDocument(gltf=gltf, buffers=buffers, base_dir=path.parent, path=path, raw=as_dict)

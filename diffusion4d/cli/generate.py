@@ -1,0 +1,363 @@
+"""``diffusion4d generate``: text / image / static 3D asset -> orbital 4D video (+ 4D Gaussians).
+
+Output layout (contract 4), one folder per sample::
+
+    OUT/<sample>/dynamic/000.png ... + cameras.json   the orbital video as a clip
+    OUT/<sample>/static/ ...                          the rendered static orbit (--static-3d only)
+    OUT/<sample>/input.png                            the prepared input image (--image only)
+    OUT/<sample>/orbit.mp4, orbit.gif                 the video
+    OUT/<sample>/generation.json                      every parameter, the seed, timings
+    OUT/<sample>/recon/ ...                           4D Gaussians (--reconstruct)
+
+Sample names: ``<name>``, ``<name>_s<k>`` for ``--num-samples K > 1`` (seed ``S + k``), and
+``_m<m>`` for each value of a ``--motion`` list (same seed for every value, so the samples
+differ only by the motion magnitude).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+
+from diffusion4d.errors import UserError
+from diffusion4d.logging_utils import get_logger, timed
+
+COMMAND = "generate"
+HELP = "generate orbital 4D videos from text, an image or a static 3D asset with a trained checkpoint"
+
+logger = get_logger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, metavar="DIR", help="checkpoint folder (diffusers pipeline layout)")
+    inputs = parser.add_argument_group("inputs (at least one; any combination the model was trained for)")
+    inputs.add_argument("--prompt", metavar="TEXT", help="text prompt")
+    inputs.add_argument("--image", metavar="FILE", help="first view: RGBA (alpha = mask) or RGB on a plain background")
+    inputs.add_argument("--static-3d", dest="static_3d", metavar="ASSET", help="3D asset (.glb/.gltf...): its static orbit conditions the video")
+    parser.add_argument("--motion", metavar="M", help="motion magnitude m, or a comma list (0,0.5,1) for a sweep; default: null (model's choice)")
+    parser.add_argument("--guidance", nargs=2, type=float, default=(7.0, 0.5), metavar=("W1", "W2"), help="3D-aware CFG weights w1 (text/motion) and w2 (static prior), default 7.0 0.5")
+    parser.add_argument("--prior", choices=("self", "separate"), default="self", help="static prior for w2: this network with m=0 (self) or the checkpoint's prior_unet (separate)")
+    parser.add_argument("--scheduler", choices=("ddim", "dpm"), default="ddim", help="sampler: DDIM or DPM-Solver++ (default ddim)")
+    parser.add_argument("--steps", type=int, default=None, metavar="N", help="sampling steps (default: 50 for ddim, 20 for dpm)")
+    parser.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (sample k uses S + k)")
+    parser.add_argument("--num-samples", type=int, default=1, metavar="K", help="samples per input")
+    parser.add_argument("--name", metavar="NAME", help="sample name (default: from the prompt / file name)")
+    parser.add_argument("--output", required=True, metavar="DIR", help="output folder")
+    parser.add_argument("--frames", type=int, default=None, metavar="F", help="frames (default: the model's)")
+    parser.add_argument("--resolution", type=int, default=None, metavar="PX", help="frame size (default: the model's)")
+    parser.add_argument("--elevation", type=float, default=0.0, help="orbit elevation in degrees (default 0)")
+    parser.add_argument("--start-azimuth", type=float, default=0.0, help="azimuth of the first frame in degrees (default 0: front)")
+    parser.add_argument("--fps", type=float, default=8.0, help="frame rate of orbit.mp4/gif (default 8)")
+    parser.add_argument("--renderer", default="fast", help="renderer for --static-3d (fast | blender)")
+    parser.add_argument("--no-batch-branches", action="store_true", help="run the guidance branches one by one (less memory)")
+    parser.add_argument("--reconstruct", action="store_true", help="fit 4D Gaussians to each sample (recon)")
+    parser.add_argument("--recon-preset", default="default", help="recon preset for --reconstruct")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+
+
+# ---------------------------------------------------------------------------- argument parsing
+def parse_motion(text: Optional[str]) -> List[Optional[float]]:
+    """``None`` -> ``[None]`` (null motion); ``"0.5"`` -> ``[0.5]``; ``"0,0.5,1"`` -> three values."""
+    if text is None or text.strip().lower() in ("", "none", "null"):
+        return [None]
+    values = []
+    for part in text.split(","):
+        try:
+            value = float(part)
+        except ValueError:
+            raise UserError(f"--motion: {part.strip()!r} is not a number (expected M or a list like 0,0.5,1)") from None
+        if not np.isfinite(value) or value < 0:
+            raise UserError(f"--motion: values must be finite and >= 0, got {part.strip()}")
+        values.append(value)
+    return values
+
+
+def slugify(text: str, max_len: int = 40) -> str:
+    slug = re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_").lower()[:max_len].strip("_")
+    return slug or "sample"
+
+
+def sample_names(base: str, num_samples: int, motions: List[Optional[float]], motion_list: bool) -> List[tuple]:
+    """``[(name, sample_index, motion)]`` in generation order."""
+    out = []
+    for k in range(num_samples):
+        for m in motions:
+            name = base
+            if num_samples > 1:
+                name += f"_s{k}"
+            if motion_list:
+                name += f"_m{m:.2f}"
+            out.append((name, k, m))
+    return out
+
+
+# ---------------------------------------------------------------------------- checkpoint inspection
+def read_checkpoint_info(model_dir: Path) -> Dict[str, Any]:
+    """Model facts needed before loading it: conditioning flags, frames, size (from the configs)."""
+    if not model_dir.is_dir():
+        raise UserError(f"model folder not found: {model_dir}")
+    index_path = model_dir / "model_index.json"
+    unet_config = model_dir / "unet" / "config.json"
+    if not index_path.is_file() or not unet_config.is_file():
+        raise UserError(f"{model_dir} is not a Diffusion4D checkpoint (needs model_index.json and unet/config.json)")
+    try:
+        index = json.loads(index_path.read_text())
+        unet = json.loads(unet_config.read_text())
+        vae_factor = 1
+        if (index.get("vae") or [None])[0] is not None:
+            vae = json.loads((model_dir / "vae" / "config.json").read_text())
+            vae_factor = 2 ** (len(vae.get("block_out_channels", [0])) - 1)
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot read the configs of {model_dir}: {err}") from None
+    sample_size = unet.get("sample_size")
+    if isinstance(sample_size, (list, tuple)):
+        sample_size = sample_size[0]
+    return {
+        "static_conditioning": bool(unet.get("static_conditioning", False)),
+        "image_conditioning": bool(unet.get("image_conditioning", False)),
+        "motion_conditioning": bool(unet.get("motion_conditioning", False)),
+        "num_frames": int(unet.get("num_frames", 16)),
+        "resolution": int(sample_size * vae_factor) if sample_size else None,
+        "has_prior": (index.get("prior_unet") or [None])[0] is not None,
+    }
+
+
+def check_conditions(args: argparse.Namespace, info: Dict[str, Any], motions: List[Optional[float]]) -> None:
+    if args.prompt is None and args.image is None and args.static_3d is None:
+        raise UserError("give at least one input: --prompt, --image or --static-3d")
+    if args.image is not None and not info["image_conditioning"]:
+        raise UserError(f"the model in {args.model} was not trained for image conditioning (--image)")
+    if args.static_3d is not None and not info["static_conditioning"]:
+        raise UserError(f"the model in {args.model} was not trained for static-3D conditioning (--static-3d)")
+    if any(m is not None for m in motions) and not info["motion_conditioning"]:
+        raise UserError(f"the model in {args.model} has no motion-magnitude condition (--motion)")
+    if args.prior == "separate" and args.guidance[1] != 0.0 and not info["has_prior"]:
+        raise UserError(f"--prior separate needs a prior_unet in {args.model}; use --prior self")
+    if args.num_samples < 1:
+        raise UserError("--num-samples must be >= 1")
+    if args.steps is not None and args.steps < 1:
+        raise UserError("--steps must be >= 1")
+    if args.resolution is not None and args.resolution < 8:
+        raise UserError("--resolution must be >= 8")
+    if args.frames is not None and args.frames < 2:
+        raise UserError("--frames must be >= 2")
+
+
+# ---------------------------------------------------------------------------- inputs
+def render_static_orbit(asset: str, num_frames: int, size: int, args: argparse.Namespace):
+    """Render the asset's static orbit (curation renderer, contract 2) -> (uint8 [F, H, W, 4], cameras)."""
+    from diffusion4d.cameras import orbit_trajectory
+
+    path = Path(asset)
+    if not path.is_file():
+        raise UserError(f"3D asset not found: {asset}")
+    try:
+        from data_curation import render_clip
+    except ImportError as err:
+        raise UserError(f"--static-3d needs the data_curation package (renderer): {err}") from None
+    cameras = orbit_trajectory(
+        "static", num_frames, start_azimuth=args.start_azimuth, elevation=args.elevation, width=size, height=size
+    )
+    try:
+        frames = render_clip(str(path), cameras, renderer=args.renderer)
+    except UserError:
+        raise
+    except Exception as err:  # any asset/renderer failure is the user's input failing: one line, exit 2
+        logger.debug("rendering %s failed", asset, exc_info=True)
+        raise UserError(f"cannot render 3D asset {asset}: {type(err).__name__}: {err}") from None
+    frames = np.asarray(frames)
+    if frames.shape != (num_frames, size, size, 4) or frames.dtype != np.uint8:
+        raise UserError(f"rendering {asset} returned frames {frames.dtype} {frames.shape}, expected uint8 {(num_frames, size, size, 4)}")
+    if frames[..., 3].max() == 0:
+        raise UserError(f"3D asset {asset} rendered empty (nothing in view)")
+    return frames, cameras
+
+
+def load_pipeline(model_dir: Path, device: str, scheduler: str):
+    from diffusion4d.pipelines import Diffusion4DPipeline
+    from diffusion4d.pipelines.schedulers import make_scheduler
+
+    try:
+        pipe = Diffusion4DPipeline.from_pretrained(str(model_dir))
+    except UserError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise UserError(f"cannot load the checkpoint in {model_dir}: {type(err).__name__}: {first}") from None
+    pipe.scheduler = make_scheduler(scheduler, pipe.scheduler.config)
+    return pipe.to(device)
+
+
+# ---------------------------------------------------------------------------- outputs
+def to_uint8(frames: np.ndarray) -> np.ndarray:
+    """float [..., 3] in [0, 1] -> uint8."""
+    return (np.clip(frames, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+
+
+def write_mp4(path: Path, frames: np.ndarray, fps: float) -> None:
+    """uint8 ``[F, H, W, 3]`` -> H.264 mp4 (imageio-ffmpeg; odd sizes are padded to even)."""
+    import imageio.v2 as imageio
+
+    f, h, w = frames.shape[:3]
+    pad = ((0, 0), (0, h % 2), (0, w % 2), (0, 0))
+    frames = np.pad(frames, pad, mode="edge") if (h % 2 or w % 2) else frames
+    writer = imageio.get_writer(str(path), fps=fps, codec="libx264", quality=8, macro_block_size=1, pixelformat="yuv420p")
+    try:
+        for frame in frames:
+            writer.append_data(frame)
+    finally:
+        writer.close()
+
+
+def write_gif(path: Path, frames: np.ndarray, fps: float) -> None:
+    """uint8 ``[F, H, W, 3]`` -> looping gif."""
+    from PIL import Image
+
+    images = [Image.fromarray(f) for f in frames]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=int(round(1000.0 / fps)), loop=0)
+
+
+def write_sample(folder: Path, frames_u8: np.ndarray, cameras, fps: float) -> Dict[str, str]:
+    from diffusion4d.io import write_clip
+
+    folder.mkdir(parents=True, exist_ok=True)
+    write_clip(folder / "dynamic", frames_u8, cameras)
+    write_mp4(folder / "orbit.mp4", frames_u8, fps)
+    write_gif(folder / "orbit.gif", frames_u8, fps)
+    return {"clip": "dynamic", "mp4": "orbit.mp4", "gif": "orbit.gif"}
+
+
+def run_reconstruction(clip_dir: Path, output_dir: Path, preset: str, device: str) -> dict:
+    try:
+        from recon import reconstruct
+    except ImportError as err:
+        raise UserError(f"--reconstruct needs the recon package, which is not available: {err}") from None
+    return reconstruct(str(clip_dir), str(output_dir), preset=preset, device=device)
+
+
+# ---------------------------------------------------------------------------- command
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    import diffusers
+
+    import diffusion4d
+    from diffusion4d.io import atomic_write_json, frames_to_float, write_clip
+    from diffusion4d.pipelines import ConditionError
+    from diffusion4d.pipelines.schedulers import DEFAULT_STEPS
+
+    timings: Dict[str, float] = {}
+    model_dir = Path(args.model)
+    motions = parse_motion(args.motion)
+    motion_list = args.motion is not None and "," in args.motion
+    info = read_checkpoint_info(model_dir)
+    check_conditions(args, info, motions)
+    num_frames = args.frames or info["num_frames"]
+    size = args.resolution or info["resolution"]
+    if size is None:
+        raise UserError(f"the model in {model_dir} has no sample_size: pass --resolution")
+    steps = args.steps or DEFAULT_STEPS[args.scheduler]
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    output = Path(args.output)
+
+    # 1. inputs (cheap failures before the model loads)
+    image = static_frames = None
+    with timed(timings, "prepare_inputs"):
+        if args.image is not None:
+            from diffusion4d.image_prep import load_image, prepare_image
+
+            image = prepare_image(load_image(args.image), size=size)
+        if args.static_3d is not None:
+            static_frames, static_cameras = render_static_orbit(args.static_3d, num_frames, size, args)
+    base = args.name or slugify(args.prompt or Path(args.image or args.static_3d).stem)
+
+    # 2. model
+    with timed(timings, "load_model"):
+        pipe = load_pipeline(model_dir, device, args.scheduler)
+
+    # 3. samples
+    written = []
+    for name, k, m in sample_names(base, args.num_samples, motions, motion_list):
+        seed = args.seed + k
+        sample_timings = dict(timings)
+        generator = torch.Generator(device="cpu").manual_seed(seed)
+        logger.info("generating %s (seed %d, motion %s)", name, seed, m)
+        try:
+            out = pipe(
+                prompt=args.prompt,
+                image=image,
+                static_orbit=None if static_frames is None else frames_to_float(static_frames),
+                motion_magnitude=m,
+                num_frames=num_frames,
+                height=size,
+                width=size,
+                num_inference_steps=steps,
+                guidance_scale=args.guidance[0],
+                prior_guidance_scale=args.guidance[1],
+                prior=args.prior,
+                generator=generator,
+                output_type="np",
+                elevation=args.elevation,
+                start_azimuth=args.start_azimuth,
+                batch_branches=not args.no_batch_branches,
+            )
+        except ConditionError as err:
+            raise UserError(str(err)) from None
+        sample_timings.update({f"sampling_{key}": v for key, v in out.timings.items() if key != "steps"})
+        folder = output / name
+        with timed(sample_timings, "write"):
+            outputs = write_sample(folder, to_uint8(out.frames[0]), out.cameras, args.fps)
+            if static_frames is not None:
+                write_clip(folder / "static", static_frames, static_cameras)
+                outputs["static_clip"] = "static"
+            if image is not None:
+                from PIL import Image
+
+                Image.fromarray(image).save(folder / "input.png")
+                outputs["input_image"] = "input.png"
+        record = {
+            "sample": name,
+            "model": str(model_dir.resolve()),
+            "prompt": args.prompt,
+            "image": None if args.image is None else str(Path(args.image).resolve()),
+            "static_3d": None if args.static_3d is None else str(Path(args.static_3d).resolve()),
+            "motion_magnitude": m,
+            "guidance_scale": args.guidance[0],
+            "prior_guidance_scale": args.guidance[1],
+            "prior": args.prior,
+            "scheduler": args.scheduler,
+            "num_inference_steps": steps,
+            "seed": seed,
+            "sample_index": k,
+            "num_frames": num_frames,
+            "height": size,
+            "width": size,
+            "elevation": args.elevation,
+            "start_azimuth": args.start_azimuth,
+            "fps": args.fps,
+            "batch_branches": not args.no_batch_branches,
+            "device": device,
+            "renderer": args.renderer if args.static_3d else None,
+            "versions": {"diffusion4d": diffusion4d.__version__, "diffusers": diffusers.__version__, "torch": torch.__version__},
+            "created": datetime.datetime.now().isoformat(timespec="seconds"),
+            "outputs": outputs,
+            "timings": sample_timings,
+        }
+        atomic_write_json(folder / "generation.json", record)
+        if args.reconstruct:
+            start = time.perf_counter()
+            metrics = run_reconstruction(folder / "dynamic", folder / "recon", args.recon_preset, device)
+            record["timings"]["reconstruct"] = time.perf_counter() - start
+            record["outputs"]["recon"] = "recon"
+            record["recon_metrics"] = metrics
+            atomic_write_json(folder / "generation.json", record)
+        written.append(folder)
+        print(folder)
+    return 0

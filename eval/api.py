@@ -1,0 +1,471 @@
+"""``run_metrics``: score one or more methods' clips against ground-truth renders.
+
+Data layout (the clip contract of :mod:`diffusion4d.io`): every ``DIR`` holds ``<uid>/<mode>/``
+clips (``mode`` = ``dynamic``, orbit 0 starting at the front); predictions and ground truth are
+matched by ``uid``. Generated samples carry ``<uid>/generation.json``, reconstructions
+``<uid>/metrics.json``; captions come from generation.json's prompt or ``<gt>/<uid>/meta.json``.
+
+Frames are compared as RGB in [0, 1] composited over WHITE. See docs/evaluation.md for the
+protocol of each metric and the weight files they need.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from diffusion4d.errors import UserError
+from diffusion4d.io import frames_to_float, list_clip_dirs, read_clip
+from diffusion4d.logging_utils import get_logger, progress
+from eval import weights as W
+from eval.results import ALL_METRICS, METRIC_INFO, EvalResult, Summary, summarize
+from eval.tables import FORMATS, write_tables
+
+log = get_logger(__name__)
+
+CLIP_METRICS = ("clip_f", "clip_o", "clip_text")
+PIXEL_METRICS = ("psnr", "ssim", "lpips")
+REFERENCES = ("gt", "image", "text")
+
+
+@dataclass
+class EvalConfig:
+    """Options of one evaluation run (the command-line flags, one to one)."""
+
+    preds: Dict[str, str]  # method name -> folder of <uid>/<mode> clips
+    gt: Optional[str] = None  # folder of ground-truth <uid>/<mode> clips
+    output: Optional[str] = None  # folder for the tables (None: do not write)
+    reference: str = "gt"  # CLIP-F/CLIP-O reference: gt renders, the input image, or the text prompt
+    metrics: List[str] = field(default_factory=lambda: list(ALL_METRICS))  # metrics to compute
+    weights_dir: Optional[str] = None  # folder holding weight files (see eval.weights)
+    device: str = "auto"  # cpu | cuda | auto
+    formats: List[str] = field(default_factory=lambda: list(FORMATS))  # table formats to write
+    strict: bool = False  # missing weights -> UserError (exit 2) instead of n/a
+    clip_model: str = W.DEFAULT_CLIP_MODEL  # hub id or folder of a transformers CLIP
+    lpips_net: str = "alex"  # LPIPS backbone: alex | vgg
+    fvd_frames: str = "resample"  # 16-frame clip rule: resample | first
+    fvd_resolution: int = 224  # I3D input size (224 in the standard protocol)
+    mode: str = "dynamic"  # clip folder name inside each <uid>/
+    task: str = "4D generation"  # table caption
+
+    def validate(self) -> None:
+        if not self.preds:
+            raise UserError("no predictions: give at least one --pred NAME=DIR")
+        unknown = [m for m in self.metrics if m not in ALL_METRICS]
+        if unknown:
+            raise UserError(f"unknown metric(s) {', '.join(unknown)}; valid: {', '.join(ALL_METRICS)}")
+        if not self.metrics:
+            raise UserError("no metrics requested")
+        bad = [f for f in self.formats if f not in FORMATS]
+        if bad:
+            raise UserError(f"unknown format(s) {', '.join(bad)}; valid: {', '.join(FORMATS)}")
+        if self.reference not in REFERENCES:
+            raise UserError(f"unknown --reference {self.reference!r}; valid: {', '.join(REFERENCES)}")
+        if self.lpips_net not in W.LPIPS_BACKBONES:
+            raise UserError(f"unknown LPIPS net {self.lpips_net!r}; valid: {', '.join(W.LPIPS_BACKBONES)}")
+        if self.fvd_frames not in ("resample", "first"):
+            raise UserError(f"unknown FVD frame rule {self.fvd_frames!r}; valid: resample, first")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise UserError(f"unknown device {self.device!r}; valid: auto, cpu, cuda")
+        for name, folder in self.preds.items():
+            if not Path(folder).is_dir():
+                raise UserError(f"--pred {name}={folder}: no such folder")
+        if self.needs_gt() and not self.gt:
+            raise UserError(f"metrics {', '.join(self.gt_metrics())} need --gt DIR (ground-truth clips)")
+        if self.gt and not Path(self.gt).is_dir():
+            raise UserError(f"--gt {self.gt}: no such folder")
+
+    def gt_metrics(self) -> List[str]:
+        need = set(PIXEL_METRICS) | {"fvd"}
+        if self.reference in ("gt", "image"):
+            need |= {"clip_f", "clip_o"}
+        return [m for m in self.metrics if m in need]
+
+    def needs_gt(self) -> bool:
+        return bool(self.gt_metrics())
+
+
+# --------------------------------------------------------------------------------------------
+# models
+
+
+@dataclass
+class _Models:
+    clip: Any = None
+    lpips: Any = None
+    fvd: Any = None
+    missing: Dict[str, str] = field(default_factory=dict)  # metric -> reason
+
+
+def _resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError("--device cuda but no CUDA device is available (use --device cpu)")
+    return device
+
+
+def _load_models(cfg: EvalConfig, device: str, result: EvalResult) -> _Models:
+    models = _Models()
+
+    def missing(metrics: Sequence[str], miss: W.MissingWeights) -> None:
+        if cfg.strict:
+            raise UserError(miss.line())
+        for m in metrics:
+            models.missing[m] = miss.line()
+        result.note(f"{', '.join(metrics)}: n/a for every method. {miss.line()}")
+
+    clip_wanted = [m for m in cfg.metrics if m in CLIP_METRICS]
+    if clip_wanted:
+        from eval.clip_scores import ClipLoadError, ClipScorer
+
+        where = W.resolve_clip(cfg.clip_model, cfg.weights_dir)
+        if isinstance(where, W.MissingWeights):
+            missing(clip_wanted, where)
+        else:
+            try:
+                models.clip = ClipScorer.from_pretrained(where, device)
+                result.settings["clip_model"] = where
+            except ClipLoadError as err:
+                missing(clip_wanted, err.missing)
+    if "lpips" in cfg.metrics:
+        from eval.lpips_metric import build_lpips
+
+        where = W.resolve_lpips_backbone(cfg.lpips_net, cfg.weights_dir)
+        if isinstance(where, W.MissingWeights):
+            missing(["lpips"], where)
+        else:
+            try:
+                models.lpips = build_lpips(where, cfg.lpips_net, device)
+                result.settings["lpips_backbone"] = str(where)
+            except (ValueError, RuntimeError) as err:
+                missing(["lpips"], W.MissingWeights("lpips", str(where), [str(where)], f"unusable checkpoint: {err}"))
+    if "fvd" in cfg.metrics:
+        from eval.fvd_metric import load_detector
+
+        where = W.resolve_i3d(cfg.weights_dir)
+        if isinstance(where, W.MissingWeights):
+            missing(["fvd"], where)
+        else:
+            try:
+                models.fvd = load_detector(where, device)
+                result.settings["i3d_detector"] = str(where)
+            except (ValueError, RuntimeError, KeyError) as err:
+                missing(["fvd"], W.MissingWeights("fvd", str(where), [str(where)], f"unusable I3D file: {err}"))
+    return models
+
+
+# --------------------------------------------------------------------------------------------
+# per-asset computation
+
+
+def _azimuths(cameras) -> List[float]:
+    return [float(f.azimuth) for f in cameras.frames]
+
+
+def _front_index(cameras) -> int:
+    az = np.asarray(_azimuths(cameras))
+    return int(np.argmin(np.abs((az + 180.0) % 360.0 - 180.0)))
+
+
+def _load_image(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as img:
+        return frames_to_float(np.asarray(img.convert("RGBA"))[None])[0]
+
+
+class _Evaluator:
+    def __init__(self, cfg: EvalConfig, models: _Models, result: EvalResult):
+        self.cfg, self.models, self.result = cfg, models, result
+        self.gt_cache: Dict[str, Any] = {}
+        self.gt_feats: Dict[str, np.ndarray] = {}
+        self.gt_embeds: Dict[str, Any] = {}
+        self.text_cache: Dict[str, Any] = {}
+        self.reasons: Dict[Tuple[str, str], Counter] = defaultdict(Counter)
+        self.fvd_pairs: Dict[str, List[Tuple[np.ndarray, np.ndarray]]] = {}  # method -> (pred, gt) features
+
+    # -- cached loads --
+    def gt_clip(self, clip_dir: Path):
+        key = str(clip_dir)
+        if key not in self.gt_cache:
+            self.gt_cache[key] = read_clip(clip_dir)
+        return self.gt_cache[key]
+
+    def text_embedding(self, text: str):
+        if text not in self.text_cache:
+            self.text_cache[text] = self.models.clip.embed_texts([text])
+        return self.text_cache[text]
+
+    def fail(self, method: str, metric: str, reason: str) -> None:
+        self.reasons[(method, metric)][reason] += 1
+
+    # -- one asset --
+    def asset(self, method: str, uid: str, pred_dir: Path, gt_dir: Optional[Path]) -> Dict[str, Optional[float]]:
+        from eval.image_metrics import match_size, psnr_per_frame, ssim_per_frame, to_tensor
+        from eval.samples import read_generation, read_recon_metrics, seconds_of
+
+        cfg, models = self.cfg, self.models
+        row: Dict[str, Optional[float]] = {m: None for m in cfg.metrics if METRIC_INFO[m].per_asset}
+        pred = read_clip(pred_dir)
+        pred_rgb = frames_to_float(pred.frames)
+        gt = self.gt_clip(gt_dir) if gt_dir is not None else None
+        gt_rgb = frames_to_float(gt.frames) if gt is not None else None
+
+        # pixel metrics: same view index, pred resized to the gt resolution if needed
+        pixel = [m for m in PIXEL_METRICS if m in row]
+        if pixel and gt is not None:
+            if pred_rgb.shape[0] != gt_rgb.shape[0]:
+                for m in pixel:
+                    self.fail(method, m, f"frame count differs from the ground truth ({pred_rgb.shape[0]} vs {gt_rgb.shape[0]})")
+            else:
+                a, b = to_tensor(pred_rgb), to_tensor(gt_rgb)
+                if a.shape[-2:] != b.shape[-2:]:
+                    self.result.note(f"{method}: predictions resized from {a.shape[-1]}x{a.shape[-2]} to the ground-truth {b.shape[-1]}x{b.shape[-2]} for PSNR/SSIM/LPIPS")
+                    a = match_size(a, b)
+                if "psnr" in row:
+                    row["psnr"] = float(psnr_per_frame(a, b).mean())
+                if "ssim" in row:
+                    row["ssim"] = float(ssim_per_frame(a, b).mean())
+                if "lpips" in row and models.lpips is not None:
+                    from eval.lpips_metric import lpips_per_frame
+
+                    row["lpips"] = float(lpips_per_frame(models.lpips, a, b).mean())
+
+        # CLIP scores
+        clip_wanted = [m for m in CLIP_METRICS if m in row]
+        if clip_wanted and models.clip is not None:
+            self._clip(method, uid, row, pred, pred_rgb, pred_dir, gt, gt_rgb, gt_dir)
+
+        # FVD features (collected; the distance is per method)
+        if "fvd" in cfg.metrics and models.fvd is not None and gt is not None:
+            from eval.fvd_metric import preprocess
+
+            def feats(rgb: np.ndarray) -> np.ndarray:
+                x = preprocess(rgb, resolution=cfg.fvd_resolution, rule=cfg.fvd_frames)[None]
+                return models.fvd(x).numpy()[0]
+
+            key = str(gt_dir)
+            if key not in self.gt_feats:
+                self.gt_feats[key] = feats(gt_rgb)
+            self.fvd_pairs.setdefault(method, []).append((feats(pred_rgb), self.gt_feats[key]))
+
+        if "time" in row:
+            asset_dir = pred_dir.parent
+            parts = [seconds_of(read_generation(asset_dir)), seconds_of(read_recon_metrics(asset_dir))]
+            parts = [p for p in parts if p is not None]
+            if parts:
+                row["time"] = float(sum(parts))
+            else:
+                self.fail(method, "time", "no timings in generation.json / metrics.json")
+        return row
+
+    def _clip(self, method, uid, row, pred, pred_rgb, pred_dir, gt, gt_rgb, gt_dir) -> None:
+        from eval.clip_scores import cosine, nearest_azimuth_indices
+        from eval.samples import caption_of, input_image_of
+
+        cfg, clip = self.cfg, self.models.clip
+        pred_emb = clip.embed_images(pred_rgb)  # [N, D]
+        asset_dir = pred_dir.parent
+        front_dir = asset_dir / "front"
+        if (front_dir / "cameras.json").is_file():
+            pred_front = clip.embed_images(frames_to_float(read_clip(front_dir).frames))
+            used_front_clip = True
+        else:
+            pred_front = pred_emb[_front_index(pred.cameras)][None]
+            used_front_clip = False
+        caption = caption_of(gt_dir.parent if gt_dir is not None else None, asset_dir)
+
+        if "clip_text" in row:
+            if caption:
+                row["clip_text"] = float(cosine(pred_emb, self.text_embedding(caption)).mean())
+            else:
+                self.fail(method, "clip_text", "no prompt (generation.json) or caption (meta.json)")
+
+        if not ({"clip_f", "clip_o"} & set(row)):
+            return
+        if cfg.reference == "text":
+            if not caption:
+                for m in ("clip_f", "clip_o"):
+                    self.fail(method, m, "no prompt or caption for the text reference")
+                return
+            ref = self.text_embedding(caption)
+            row["clip_f"] = float(cosine(pred_front, ref).mean()) if "clip_f" in row else None
+            row["clip_o"] = float(cosine(pred_emb, ref).mean()) if "clip_o" in row else None
+            return
+        if gt is None:
+            return
+        gt_key = str(gt_dir)
+        if gt_key not in self.gt_embeds:
+            self.gt_embeds[gt_key] = clip.embed_images(gt_rgb)
+        gt_emb = self.gt_embeds[gt_key]
+        if cfg.reference == "image":
+            image_path = input_image_of(asset_dir)
+            ref = clip.embed_images(_load_image(image_path)[None]) if image_path else gt_emb[_front_index(gt.cameras)][None]
+            if "clip_f" in row:
+                row["clip_f"] = float(cosine(pred_front, ref).mean())
+            if "clip_o" in row:
+                row["clip_o"] = float(cosine(pred_emb, ref).mean())
+            return
+        # reference == "gt": the ground-truth render of the same view
+        if "clip_f" in row:
+            gt_front_dir = gt_dir.parent / "front"
+            if used_front_clip and (gt_front_dir / "cameras.json").is_file():
+                gt_front = clip.embed_images(frames_to_float(read_clip(gt_front_dir).frames))
+                if gt_front.shape[0] == pred_front.shape[0]:
+                    row["clip_f"] = float(cosine(pred_front, gt_front).mean())
+                else:
+                    self.fail(method, "clip_f", "front clips differ in length")
+            else:
+                if used_front_clip:
+                    pred_front = pred_emb[_front_index(pred.cameras)][None]
+                row["clip_f"] = float(cosine(pred_front, gt_emb[_front_index(gt.cameras)][None]).mean())
+        if "clip_o" in row:
+            idx = nearest_azimuth_indices(_azimuths(pred.cameras), _azimuths(gt.cameras))
+            if len(idx) != len(_azimuths(gt.cameras)):
+                self.result.note(f"{method}: orbit length differs from the ground truth; CLIP-O pairs each view with the nearest-azimuth ground-truth view")
+            row["clip_o"] = float(cosine(pred_emb, gt_emb[idx]).mean())
+
+
+# --------------------------------------------------------------------------------------------
+# the run
+
+
+def evaluate(cfg: EvalConfig) -> EvalResult:
+    """Compute every requested metric for every method; write tables when ``cfg.output`` is set."""
+    cfg.validate()
+    device = _resolve_device(cfg.device)
+    result = EvalResult(task=cfg.task, reference=cfg.reference, methods=list(cfg.preds), metrics=list(cfg.metrics))
+    result.settings.update(
+        {k: v for k, v in asdict(cfg).items() if k not in ("output", "formats")}
+        | {"device": device, "background": "white (RGBA composited over 1.0)"}
+    )
+    models = _load_models(cfg, device, result)
+    ev = _Evaluator(cfg, models, result)
+
+    gt_clips = list_clip_dirs(cfg.gt, cfg.mode) if cfg.gt else {}
+    if cfg.gt and not gt_clips:
+        raise UserError(f"--gt {cfg.gt}: no <uid>/{cfg.mode}/cameras.json clips found")
+    per_method_clips: Dict[str, Dict[str, Path]] = {}
+    jobs: List[Tuple[str, str, Path, Optional[Path]]] = []
+    for method, folder in cfg.preds.items():
+        clips = list_clip_dirs(folder, cfg.mode)
+        per_method_clips[method] = clips
+        if not clips:
+            result.note(f"{method}: no <uid>/{cfg.mode}/ clips in {folder}")
+        if cfg.gt:
+            common = sorted(set(clips) & set(gt_clips))
+            extra, absent = sorted(set(clips) - set(gt_clips)), sorted(set(gt_clips) - set(clips))
+            asset_metrics = [m for m in cfg.metrics if METRIC_INFO[m].per_asset]
+            if absent and asset_metrics:
+                result.note(f"{method}: {len(absent)} ground-truth asset(s) have no prediction: {', '.join(absent[:10])}{' ...' if len(absent) > 10 else ''}")
+            if extra and asset_metrics and set(cfg.metrics) - {"motion"}:
+                result.note(f"{method}: {len(extra)} prediction(s) without ground truth not scored per asset: {', '.join(extra[:10])}{' ...' if len(extra) > 10 else ''}")
+            jobs += [(method, uid, clips[uid], gt_clips[uid]) for uid in common]
+        else:
+            jobs += [(method, uid, clips[uid], None) for uid in sorted(clips)]
+
+    asset_metrics = [m for m in cfg.metrics if METRIC_INFO[m].per_asset]
+    for method in cfg.preds:
+        result.per_asset[method] = {}
+    if asset_metrics or "fvd" in cfg.metrics:
+        for method, uid, pred_dir, gt_dir in progress(jobs, desc="extracting features", unit="asset"):
+            row = ev.asset(method, uid, pred_dir, gt_dir)
+            if asset_metrics:
+                result.per_asset[method][uid] = {m: row.get(m) for m in asset_metrics}
+
+    for method in cfg.preds:
+        rows = result.per_asset[method]
+        result.summary[method] = {}
+        for metric in cfg.metrics:
+            if METRIC_INFO[metric].per_asset:
+                result.summary[method][metric] = summarize([r.get(metric) for r in rows.values()])
+            elif metric == "fvd":
+                result.summary[method][metric] = _fvd(method, ev, result)
+            elif metric == "motion":
+                result.summary[method][metric] = _motion(method, per_method_clips[method], result)
+            if metric in models.missing:
+                result.mark_na(method, metric, models.missing[metric])
+            for reason, count in ev.reasons.get((method, metric), Counter()).items():
+                result.mark_na(method, metric, reason)
+                result.note(f"{method}: {metric} n/a for {count}/{len(rows)} asset(s): {reason}")
+            if result.summary[method][metric] is None and metric not in result.na.get(method, {}):
+                result.mark_na(method, metric, "no assets to score")
+    if cfg.output:
+        written = write_tables(result, Path(cfg.output), cfg.formats)
+        log.info("wrote %s", ", ".join(str(p) for p in written))
+    return result
+
+
+def _fvd(method: str, ev: _Evaluator, result: EvalResult) -> Optional[Summary]:
+    if ev.models.fvd is None:
+        return None
+    from eval.fvd_metric import fvd_from_features
+
+    pairs = ev.fvd_pairs.get(method, [])
+    if len(pairs) < 2:
+        reason = f"FVD needs at least 2 matched clips, got {len(pairs)}"
+        result.mark_na(method, "fvd", reason)
+        result.note(f"{method}: fvd n/a: {reason}")
+        return None
+    pred = np.stack([p for p, _ in pairs])
+    gt = np.stack([g for _, g in pairs])
+    if len(pairs) < pred.shape[1]:
+        result.note(f"fvd: {len(pairs)} clips per set for {pred.shape[1]}-d features: the covariances are rank deficient (as with the paper's 20 assets); compare FVD only between runs on the same assets")
+    return Summary(fvd_from_features(pred, gt), None, len(pairs))
+
+
+def _motion(method: str, clips: Dict[str, Path], result: EvalResult) -> Optional[Summary]:
+    from eval.motion_control import evaluate_groups, find_groups, method_score
+
+    groups = evaluate_groups(find_groups(clips), clips)
+    result.motion_groups[method] = [g.to_json() for g in groups]
+    mean, std, n, reason = method_score(groups)
+    if mean is None:
+        result.mark_na(method, "motion", reason)
+        result.note(f"{method}: motion n/a: {reason}")
+        return None
+    return Summary(mean, std, n)
+
+
+def run_metrics(
+    preds: Union[Dict[str, Union[str, Path]], Sequence[Tuple[str, Union[str, Path]]]],
+    gt: Optional[Union[str, Path]] = None,
+    output: Optional[Union[str, Path]] = None,
+    **options: Any,
+) -> EvalResult:
+    """Evaluate methods against ground truth and (optionally) write the tables.
+
+    Args:
+        preds: ``{method name: folder of <uid>/dynamic clips}`` (or a list of pairs).
+        gt: folder of ground-truth ``<uid>/dynamic`` clips (needed for every metric except
+            motion, time and text-referenced CLIP scores).
+        output: folder for metrics.md / summary.csv / per_asset.csv / motion.csv / metrics.tex /
+            metrics.json (None: nothing written).
+        **options: any other :class:`EvalConfig` field (``metrics``, ``reference``,
+            ``weights_dir``, ``device``, ``strict``, ``clip_model``, ``formats``, ...).
+
+    Returns:
+        The :class:`EvalResult`. Raises :class:`UserError` on bad input, and with
+        ``strict=True`` when a network's weights are missing.
+    """
+    preds = dict(preds)
+    unknown = set(options) - set(EvalConfig.__dataclass_fields__)
+    if unknown:
+        raise TypeError(f"unknown option(s) {sorted(unknown)}")
+    cfg = EvalConfig(
+        preds={k: str(v) for k, v in preds.items()},
+        gt=str(gt) if gt is not None else None,
+        output=str(output) if output is not None else None,
+        **options,
+    )
+    return evaluate(cfg)
+
+
+__all__ = ["EvalConfig", "EvalResult", "evaluate", "run_metrics"]

@@ -1,0 +1,46 @@
+"""PSNR and SSIM between predicted and ground-truth frames.
+
+Both run on RGB in [0, 1] composited over a WHITE background
+(:func:`diffusion4d.io.frames_to_float`, the convention of every stage), compared frame by
+frame at the same index; an asset's value is the mean over its frames.
+
+* PSNR: ``10 log10(1 / MSE)`` per frame (torchmetrics, ``data_range=1``); identical frames give
+  ``inf``.
+* SSIM: torchmetrics' Gaussian-window SSIM (11 px, sigma 1.5, K1=0.01, K2=0.03), the same
+  function the curation rule uses (:func:`diffusion4d.ssim_rule.ssim`); identical frames give 1.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torchmetrics.functional.image import peak_signal_noise_ratio
+
+from diffusion4d.ssim_rule import ssim as _ssim
+
+
+def to_tensor(frames_rgb: np.ndarray) -> torch.Tensor:
+    """float RGB ``[N, H, W, 3]`` in [0, 1] -> ``[N, 3, H, W]`` float32 tensor."""
+    return torch.from_numpy(np.ascontiguousarray(frames_rgb, dtype=np.float32)).permute(0, 3, 1, 2)
+
+
+def match_size(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Resize ``pred`` ``[N, 3, h, w]`` to the target's ``H, W`` (bilinear, antialiased) if they differ."""
+    if pred.shape[-2:] == target.shape[-2:]:
+        return pred
+    return F.interpolate(pred, size=tuple(target.shape[-2:]), mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
+
+
+def psnr_per_frame(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """PSNR of ``[N, 3, H, W]`` images in [0, 1] -> ``[N]`` dB (``inf`` where identical)."""
+    if pred.shape != target.shape:
+        raise ValueError(f"shapes differ: {tuple(pred.shape)} vs {tuple(target.shape)}")
+    return peak_signal_noise_ratio(pred.float(), target.float(), data_range=1.0, reduction="none", dim=(1, 2, 3))
+
+
+def ssim_per_frame(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """SSIM of ``[N, 3, H, W]`` images in [0, 1] -> ``[N]`` (1 where identical)."""
+    if pred.shape != target.shape:
+        raise ValueError(f"shapes differ: {tuple(pred.shape)} vs {tuple(target.shape)}")
+    return _ssim(pred, target)

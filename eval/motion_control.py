@@ -1,0 +1,113 @@
+"""Motion-magnitude control: does a larger requested m give a sample that moves more?
+
+Samples generated from the same prompt and seed at several requested magnitudes (read from
+``generation.json``: ``motion_magnitude``, ``seed``, ``prompt``) form a group. In each group with
+an ``m = 0`` sample, the measured deviation of every sample is Eq. 1 (mean form) against the
+``m = 0`` sample: ``pixel_motion_magnitude(frames_m, frames_0)`` on RGB over white (so the
+``m = 0`` sample itself measures 0). The Spearman rank correlation between requested and measured
+values is computed per group (at least 3 distinct requested values, measured not constant);
+a method's score is the mean over its groups.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+
+from diffusion4d.io import frames_to_float, read_clip
+from diffusion4d.motion import pixel_motion_magnitude
+from eval.samples import lookup, read_generation
+
+
+@dataclass
+class MotionGroup:
+    prompt: str
+    seed: Optional[int]
+    samples: List[str] = field(default_factory=list)  # sample names, sorted by requested m
+    requested: List[float] = field(default_factory=list)
+    measured: List[Optional[float]] = field(default_factory=list)
+    spearman: Optional[float] = None
+    reason: str = ""  # why spearman is None
+
+    def to_json(self) -> dict:
+        return {
+            "prompt": self.prompt,
+            "seed": self.seed,
+            "samples": self.samples,
+            "requested": self.requested,
+            "measured": self.measured,
+            "spearman": self.spearman,
+            "reason": self.reason,
+        }
+
+
+def spearman(requested: List[float], measured: List[float]) -> Tuple[Optional[float], str]:
+    """Spearman's rho (scipy.stats) or (None, reason)."""
+    from scipy.stats import spearmanr
+
+    if len(set(requested)) < 3:
+        return None, f"needs >= 3 distinct requested magnitudes, got {len(set(requested))}"
+    if len(set(measured)) < 2:
+        return None, "measured deviation is constant"
+    rho = float(spearmanr(requested, measured).statistic)
+    return (rho, "") if math.isfinite(rho) else (None, "undefined rank correlation")
+
+
+def find_groups(sample_dirs: Dict[str, Path]) -> List[MotionGroup]:
+    """Group ``{name: <DIR>/<name>/<mode>}`` clips by (prompt, seed) using their generation.json."""
+    groups: Dict[Tuple[str, Optional[int]], List[Tuple[float, str]]] = {}
+    for name, clip in sample_dirs.items():
+        gen = read_generation(clip.parent)
+        m = lookup(gen, "motion_magnitude")
+        if gen is None or isinstance(m, bool) or not isinstance(m, (int, float)) or not math.isfinite(float(m)):
+            continue
+        prompt = lookup(gen, "prompt")
+        seed = lookup(gen, "seed")
+        key = (str(prompt or ""), int(seed) if isinstance(seed, (int, float)) and not isinstance(seed, bool) else None)
+        groups.setdefault(key, []).append((float(m), name))
+    out = []
+    for (prompt, seed), members in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] if kv[0][1] is not None else -1)):
+        members.sort()
+        out.append(MotionGroup(prompt, seed, [n for _, n in members], [m for m, _ in members]))
+    return out
+
+
+def evaluate_groups(groups: List[MotionGroup], sample_dirs: Dict[str, Path]) -> List[MotionGroup]:
+    """Fill ``measured`` and ``spearman`` of each group (reads the clips)."""
+    for group in groups:
+        if 0.0 not in group.requested:
+            group.measured = [None] * len(group.samples)
+            group.reason = "no m = 0 sample in the group"
+            continue
+        ref_name = group.samples[group.requested.index(0.0)]
+        ref = frames_to_float(read_clip(sample_dirs[ref_name]).frames)
+        measured: List[Optional[float]] = []
+        for name in group.samples:
+            frames = frames_to_float(read_clip(sample_dirs[name]).frames)
+            if frames.shape != ref.shape:
+                measured.append(None)
+                continue
+            a = torch.from_numpy(frames).permute(0, 3, 1, 2)
+            b = torch.from_numpy(ref).permute(0, 3, 1, 2)
+            measured.append(float(pixel_motion_magnitude(a, b)))
+        group.measured = measured
+        pairs = [(r, m) for r, m in zip(group.requested, measured) if m is not None]
+        if len(pairs) < len(measured):
+            group.reason = "some samples differ in shape from the m = 0 sample"
+        group.spearman, reason = spearman([p[0] for p in pairs], [p[1] for p in pairs])
+        group.reason = reason or group.reason
+    return groups
+
+
+def method_score(groups: List[MotionGroup]) -> Tuple[Optional[float], Optional[float], int, str]:
+    """(mean rho, std rho, number of groups scored, reason when none)."""
+    rhos = [g.spearman for g in groups if g.spearman is not None]
+    if not rhos:
+        reasons = sorted({g.reason for g in groups if g.reason}) or ["no samples with generation.json motion_magnitude"]
+        return None, None, 0, "; ".join(reasons)
+    return float(np.mean(rhos)), float(np.std(rhos)), len(rhos), ""

@@ -1,0 +1,258 @@
+"""Fitting loops: static (coarse) Gaussians, per-frame offsets, and time deformation.
+
+Each loop is a function of (model, views, config) that optimises in place and returns the
+number of steps run; the order of the stages lives in :mod:`recon.pipeline`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from diffusion4d.io import frames_to_float, read_clip
+from diffusion4d.logging_utils import get_logger, progress
+from recon.deformation import HexPlaneDeformation, arap_loss, deform, knn_graph
+from recon.gaussians import GaussianModel
+from recon.losses import ssim
+from recon.rasterize import rasterize
+from recon.recon_config import DensifyConfig, ReconConfig
+
+log = get_logger(__name__)
+
+
+@dataclass
+class Views:
+    """Posed frames at the fitting resolution."""
+
+    images: Tensor  # [F, H, W, 3] RGB over the background, in [0, 1]
+    viewmats: Tensor  # [F, 4, 4] world-to-camera (OpenCV)
+    Ks: Tensor  # [F, 3, 3]
+    times: Tensor  # [F] normalised animation time
+    width: int
+    height: int
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def subset(self, index: List[int]) -> "Views":
+        i = torch.as_tensor(index, dtype=torch.long)
+        return Views(self.images[i], self.viewmats[i], self.Ks[i], self.times[i], self.width, self.height)
+
+    @staticmethod
+    def cat(parts: List["Views"]) -> "Views":
+        return Views(
+            torch.cat([p.images for p in parts]),
+            torch.cat([p.viewmats for p in parts]),
+            torch.cat([p.Ks for p in parts]),
+            torch.cat([p.times for p in parts]),
+            parts[0].width,
+            parts[0].height,
+        )
+
+
+def load_views(clip_dir: Path, resolution: int, background: float, device: torch.device) -> Views:
+    """Read a clip folder; resize frames to ``resolution`` (longer side; 0 = native) and scale K."""
+    clip = read_clip(clip_dir)
+    rgb = torch.from_numpy(frames_to_float(clip.frames, background))  # [F, H, W, 3]
+    h, w = rgb.shape[1:3]
+    Ks = torch.as_tensor(clip.cameras.K, dtype=torch.float32)
+    if resolution and max(h, w) != resolution:
+        s = resolution / max(h, w)
+        nh, nw = max(1, round(h * s)), max(1, round(w * s))
+        rgb = F.interpolate(rgb.permute(0, 3, 1, 2), size=(nh, nw), mode="area").permute(0, 2, 3, 1)
+        Ks = Ks.clone()
+        Ks[:, 0] *= nw / w
+        Ks[:, 1] *= nh / h
+        h, w = nh, nw
+    viewmats = torch.as_tensor(np.linalg.inv(clip.cameras.c2w), dtype=torch.float32)
+    times = torch.as_tensor(clip.cameras.times, dtype=torch.float32)
+    return Views(rgb.contiguous().to(device), viewmats.to(device), Ks.to(device), times.to(device), w, h)
+
+
+def photometric_loss(pred: Tensor, target: Tensor, cfg: ReconConfig, lpips_model: Optional[nn.Module] = None) -> Tensor:
+    """``l1 * L1 + ssim * (1 - SSIM) [+ lpips * LPIPS]`` over images ``[B, H, W, 3]``."""
+    loss = cfg.loss.l1 * (pred - target).abs().mean()
+    if cfg.loss.ssim > 0:
+        loss = loss + cfg.loss.ssim * (1.0 - ssim(pred, target))
+    if lpips_model is not None and cfg.loss.lpips > 0:
+        to = lambda x: x.permute(0, 3, 1, 2) * 2 - 1  # noqa: E731
+        loss = loss + cfg.loss.lpips * lpips_model(to(pred), to(target)).mean()
+    return loss
+
+
+def render_gaussians(g: Dict[str, Tensor], views: Views, index, cfg: ReconConfig, sh_degree: int, background=None):
+    """Rasterise activated Gaussians ``g`` into ``views[index]`` (a list of frame indices)."""
+    i = torch.as_tensor(index, dtype=torch.long, device=views.viewmats.device)
+    bg = cfg.background if background is None else background
+    return rasterize(
+        g["means"], g["quats"], g["scales"], g["opacities"], g["sh"], views.viewmats[i], views.Ks[i],
+        views.width, views.height, backend=cfg.backend, sh_degree=sh_degree, background=bg,
+    )  # fmt: skip
+
+
+def gaussian_optimizers(model: GaussianModel, cfg: ReconConfig, scale: float = 1.0) -> Dict[str, torch.optim.Optimizer]:
+    """One Adam per parameter (the layout gsplat's strategies expect)."""
+    return {
+        name: torch.optim.Adam([p], lr=getattr(cfg.lr, name) * scale, eps=1e-15)
+        for name, p in model.params.items()
+    }
+
+
+def make_strategy(densify: DensifyConfig):
+    """gsplat's DefaultStrategy configured from ``densify`` (None when disabled or gsplat is absent)."""
+    if not densify.enabled:
+        return None
+    try:
+        from gsplat.strategy import DefaultStrategy
+    except Exception:  # pragma: no cover - depends on the install
+        log.warning("densification disabled: gsplat is not installed (pip install gsplat)")
+        return None
+    return DefaultStrategy(
+        prune_opa=densify.prune_opa,
+        grow_grad2d=densify.grow_grad2d,
+        grow_scale3d=densify.grow_scale3d,
+        prune_scale3d=densify.prune_scale3d,
+        refine_start_iter=densify.start_iter,
+        refine_stop_iter=densify.stop_iter,
+        refine_every=densify.every,
+        reset_every=densify.reset_every,
+    )
+
+
+def _decay_means_lr(optimizers, base_lr: float, step: int, total: int, final_ratio: float = 0.01) -> None:
+    lr = base_lr * final_ratio ** (step / max(total, 1))
+    for group in optimizers["means"].param_groups:
+        group["lr"] = lr
+
+
+def fit_static(
+    model: GaussianModel,
+    views: Views,
+    cfg: ReconConfig,
+    iterations: int,
+    densify: Optional[DensifyConfig] = None,
+    offsets_l1: Optional[float] = None,
+    desc: str = "coarse",
+    lpips_model: Optional[nn.Module] = None,
+) -> int:
+    """Fit ``model`` to ``views`` as a static scene. With ``offsets_l1`` set (freeze-time mode),
+    every frame also gets a per-Gaussian offset ``[N, 3]`` penalised with that L1 weight;
+    the offsets absorb inconsistencies between frames and are discarded afterwards."""
+    optimizers = gaussian_optimizers(model, cfg)
+    strategy = make_strategy(densify) if densify is not None and offsets_l1 is None else None
+    state = None
+    if strategy is not None:
+        strategy.check_sanity(model.params, optimizers)
+        state = strategy.initialize_state(scene_scale=1.0)
+    offsets = opt_off = None
+    if offsets_l1 is not None:
+        offsets = nn.Parameter(torch.zeros(len(views), len(model), 3, device=views.images.device))
+        opt_off = torch.optim.Adam([offsets], lr=cfg.lr.offsets)
+    batch = max(1, min(cfg.coarse.batch_views, len(views)))
+    gen = torch.Generator().manual_seed(cfg.seed)
+    for step in progress(range(iterations), desc=desc):
+        idx = torch.randperm(len(views), generator=gen)[:batch].tolist()
+        g = model.activated()
+        if offsets is None:
+            img, _, info = render_gaussians(g, views, idx, cfg, model.sh_degree)
+            if strategy is not None:
+                strategy.step_pre_backward(model.params, optimizers, state, step, info)
+            loss = photometric_loss(img, views.images[idx], cfg, lpips_model)
+        else:
+            loss = 0.0
+            for i in idx:
+                gi = dict(g, means=g["means"] + offsets[i])
+                img, _, info = render_gaussians(gi, views, [i], cfg, model.sh_degree)
+                loss = loss + photometric_loss(img, views.images[[i]], cfg, lpips_model) / len(idx)
+                loss = loss + offsets_l1 * offsets[i].abs().sum(-1).mean() / len(idx)
+        loss.backward()
+        if strategy is not None:
+            strategy.step_post_backward(model.params, optimizers, state, step, info, packed=False)
+        _decay_means_lr(optimizers, cfg.lr.means, step, iterations)
+        for opt in optimizers.values():
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        if opt_off is not None:
+            opt_off.step()
+            opt_off.zero_grad(set_to_none=True)
+    log.info("%s: %d steps, %d Gaussians", desc, iterations, len(model))
+    return iterations
+
+
+def make_deformation(cfg: ReconConfig) -> HexPlaneDeformation:
+    f = cfg.fine
+    return HexPlaneDeformation(f.resolutions, f.time_resolution, f.features, f.hidden, bound=max(cfg.init.extent, 1.0))
+
+
+def fit_deformation(
+    model: GaussianModel,
+    field: HexPlaneDeformation,
+    views: Views,
+    cfg: ReconConfig,
+    iterations: int,
+    arap_weight: float = 0.0,
+    desc: str = "fine",
+    lpips_model: Optional[nn.Module] = None,
+) -> int:
+    """Fit ``field`` (and, if ``fine.train_gaussians``, the canonical Gaussians) to frames whose
+    times differ: frame i is rendered from camera i with the Gaussians deformed to time i."""
+    opt_field = torch.optim.Adam(
+        [
+            {"params": list(field.planes.parameters()), "lr": cfg.lr.planes},
+            {"params": list(field.trunk.parameters()) + list(field.heads.parameters()), "lr": cfg.lr.mlp},
+        ]
+    )
+    optimizers = gaussian_optimizers(model, cfg, cfg.fine.gaussian_lr_scale) if cfg.fine.train_gaussians else {}
+    neighbours = knn_graph(model.means.detach(), cfg.freeze_time.arap_k) if arap_weight > 0 else None
+    batch = max(1, min(cfg.fine.batch_views, len(views)))
+    gen = torch.Generator().manual_seed(cfg.seed + 1)
+    for step in progress(range(iterations), desc=desc):
+        idx = torch.randperm(len(views), generator=gen)[:batch].tolist()
+        g = model.activated()
+        loss = cfg.fine.tv_weight * field.total_variation()
+        for i in idx:
+            gi = deform(g, field, float(views.times[i]))
+            img, _, _ = render_gaussians(gi, views, [i], cfg, model.sh_degree)
+            loss = loss + photometric_loss(img, views.images[[i]], cfg, lpips_model) / len(idx)
+            if neighbours is not None:
+                loss = loss + arap_weight * arap_loss(g["means"].detach(), gi["means"], neighbours) / len(idx)
+        loss.backward()
+        if optimizers:
+            _decay_means_lr(optimizers, cfg.lr.means * cfg.fine.gaussian_lr_scale, step, iterations)
+        for opt in [opt_field, *optimizers.values()]:
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+    log.info("%s: %d steps", desc, iterations)
+    return iterations
+
+
+@torch.no_grad()
+def render_frames(
+    model: GaussianModel,
+    field: Optional[nn.Module],
+    viewmats: Tensor,
+    Ks: Tensor,
+    times: Tensor,
+    width: int,
+    height: int,
+    cfg: ReconConfig,
+    background: Optional[float] = None,
+) -> Tuple[Tensor, Tensor]:
+    """Render frame i with camera i at time i; returns (premultiplied colours ``[F,H,W,3]``, alphas ``[F,H,W,1]``)."""
+    g = model.activated()
+    cols, alphas = [], []
+    for i in range(viewmats.shape[0]):
+        gi = deform(g, field, float(times[i])) if field is not None else g
+        img, alpha, _ = rasterize(
+            gi["means"], gi["quats"], gi["scales"], gi["opacities"], gi["sh"], viewmats[i : i + 1], Ks[i : i + 1],
+            width, height, backend=cfg.backend, sh_degree=model.sh_degree, background=background,
+        )  # fmt: skip
+        cols.append(img[0].clamp(0, 1))
+        alphas.append(alpha[0])
+    return torch.stack(cols), torch.stack(alphas)

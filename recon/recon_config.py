@@ -1,0 +1,135 @@
+"""Typed configuration of the reconstruction stage (presets in ``configs/recon/*.yaml``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import List, Literal
+
+from diffusion4d.config import load_config
+
+PRESET_DIR = Path(__file__).resolve().parent.parent / "configs" / "recon"
+
+
+@dataclass
+class InitConfig:
+    num_points: int = 4000  # Gaussians sampled uniformly in the init box
+    extent: float = 1.0  # side of the init box (the asset lives in the unit box)
+    sh_degree: int = 1  # spherical-harmonics degree of the colours (0 = view-independent)
+    init_opacity: float = 0.1  # initial opacity of every Gaussian
+
+    def validate(self) -> None:
+        if not 0 <= self.sh_degree <= 3:
+            raise ValueError("sh_degree must be in 0..3")
+        if self.num_points < 1:
+            raise ValueError("num_points must be >= 1")
+
+
+@dataclass
+class LearningRates:
+    means: float = 1.6e-3  # Adam learning rate of the Gaussian centres
+    quats: float = 1e-3  # of the rotations
+    scales: float = 5e-3  # of the log-scales
+    opacities: float = 5e-2  # of the opacity logits
+    sh0: float = 2.5e-3  # of the DC colour
+    shN: float = 1.25e-4  # of the higher SH bands
+    planes: float = 1e-2  # of the HexPlane grids
+    mlp: float = 1e-3  # of the deformation MLP
+    offsets: float = 1e-3  # of the per-frame offsets (freeze-time mode)
+
+
+@dataclass
+class DensifyConfig:
+    enabled: bool = True  # use gsplat's DefaultStrategy (falls back to none without gsplat)
+    start_iter: int = 100  # first refinement step
+    stop_iter: int = 1500  # last refinement step
+    every: int = 100  # refine every N steps
+    reset_every: int = 3000  # opacity reset period
+    grow_grad2d: float = 2e-4  # image-plane gradient threshold for clone/split
+    grow_scale3d: float = 0.01  # clone below / split above this scale (scene units)
+    prune_opa: float = 0.005  # prune below this opacity
+    prune_scale3d: float = 0.1  # prune larger Gaussians (after the first reset)
+
+
+@dataclass
+class CoarseConfig:
+    iterations: int = 1000  # static-fit steps
+    batch_views: int = 2  # views per step
+    densify: DensifyConfig = field(default_factory=DensifyConfig)
+
+
+@dataclass
+class FineConfig:
+    iterations: int = 600  # deformation-fit steps (orbit) / temporal steps (freeze_time)
+    batch_views: int = 2  # frames per step (each frame its own time)
+    resolutions: List[int] = field(default_factory=lambda: [32])  # HexPlane spatial resolutions
+    time_resolution: int = 12  # HexPlane resolution along time
+    features: int = 16  # feature channels per plane
+    hidden: int = 64  # MLP width
+    tv_weight: float = 1e-3  # plane smoothness weight
+    train_gaussians: bool = True  # also refine the canonical Gaussians during the fine stage
+    gaussian_lr_scale: float = 0.2  # learning-rate factor for the canonical Gaussians here
+
+
+@dataclass
+class FreezeTimeConfig:
+    offset_iterations: int = 300  # canonical + per-frame offsets steps (after the coarse fit)
+    offset_l1: float = 1e-2  # L1 penalty on the per-frame offsets
+    arap_weight: float = 1.0  # as-rigid-as-possible weight in the temporal fit
+    arap_k: int = 8  # neighbours in the ARAP graph
+    temporal_clip: str = "front"  # sibling folder with the fixed-view video (falls back to the orbit)
+
+
+@dataclass
+class LossConfig:
+    l1: float = 0.8  # L1 weight
+    ssim: float = 0.2  # (1 - SSIM) weight
+    lpips: float = 0.0  # LPIPS weight (only when its weights are present locally)
+    lpips_net: str = "alex"  # LPIPS backbone: alex | vgg
+
+
+@dataclass
+class OutputConfig:
+    fps: int = 12  # frame rate of the mp4s
+    turntable_views: int = 36  # views of the turntable video
+    turntable_time: float = 0.0  # animation time of the turntable
+    over_time_frames: int = 24  # frames of the fixed-view video
+    ply: bool = True  # write a PLY per time step
+    videos: bool = True  # write the mp4s
+
+
+@dataclass
+class ReconConfig:
+    resolution: int = 128  # fitting resolution (frames are resized; 0 = native)
+    background: float = 1.0  # background grey level (1 = white, the clip convention)
+    seed: int = 0  # random seed
+    backend: Literal["auto", "gsplat", "torch"] = "auto"  # rasterizer backend
+    mode: Literal["orbit", "freeze_time"] = "orbit"  # Diffusion4D coarse-to-fine or 4Real freeze-time
+    holdout: int = 0  # hold out every K-th dynamic frame for evaluation (0 = none)
+    init: InitConfig = field(default_factory=InitConfig)
+    lr: LearningRates = field(default_factory=LearningRates)
+    coarse: CoarseConfig = field(default_factory=CoarseConfig)
+    fine: FineConfig = field(default_factory=FineConfig)
+    freeze_time: FreezeTimeConfig = field(default_factory=FreezeTimeConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+    def validate(self) -> None:
+        if self.resolution < 0:
+            raise ValueError("resolution must be >= 0")
+        if self.holdout < 0 or self.holdout == 1:
+            raise ValueError("holdout must be 0 (none) or >= 2")
+
+
+def preset_names() -> List[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def load_recon_config(preset: str = "default", overrides=()) -> ReconConfig:
+    """Load ``configs/recon/<preset>.yaml`` (or a YAML path) with ``a.b=value`` overrides."""
+    path = Path(preset)
+    if not path.suffix:
+        path = PRESET_DIR / f"{preset}.yaml"
+        if not path.is_file():
+            raise ValueError(f"unknown recon preset {preset!r}; valid presets: {', '.join(preset_names())}")
+    return load_config(ReconConfig, path, list(overrides))

@@ -1,0 +1,144 @@
+"""UNet4DConditionModel: base equivalence at init, shapes per conditioning mode, loading rules."""
+
+import json
+
+import pytest
+import torch
+
+from diffusers import UNet3DConditionModel
+
+from diffusion4d.errors import UserError
+from diffusion4d.models import UNet4DConditionModel
+
+TINY = dict(
+    sample_size=8, in_channels=4, out_channels=4, block_out_channels=(16, 32),
+    down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"), up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"),
+    layers_per_block=1, norm_num_groups=8, cross_attention_dim=16, attention_head_dim=4,
+)
+MODES = {
+    "t2v": dict(),
+    "static3d": dict(static_conditioning=True),
+    "i2v": dict(image_conditioning=True),
+    "all": dict(static_conditioning=True, image_conditioning=True),
+}
+
+
+@pytest.fixture(scope="module")
+def base_dir(tmp_path_factory):
+    torch.manual_seed(0)
+    base = UNet3DConditionModel(**TINY)
+    # randomise so that zero-init of the new parts is really what keeps outputs equal
+    with torch.no_grad():
+        for p in base.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    root = tmp_path_factory.mktemp("base")
+    base.save_pretrained(root / "unet")
+    return root
+
+
+def _inputs(batch=2, frames=3):
+    g = torch.Generator().manual_seed(1)
+    return dict(
+        sample=torch.randn(batch, 4, frames, 8, 8, generator=g),
+        timestep=torch.tensor([10, 700][:batch]),
+        encoder_hidden_states=torch.randn(batch, 5, 16, generator=g),
+    )
+
+
+def _conditions(batch=2, frames=3):
+    g = torch.Generator().manual_seed(2)
+    return dict(
+        motion_magnitude=torch.tensor([0.05, float("nan")][:batch]),
+        camera_c2w=torch.randn(batch, frames, 4, 4, generator=g),
+    )
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_new_modules_at_init_keep_base_output(base_dir, mode):
+    base = UNet3DConditionModel.from_pretrained(base_dir / "unet").eval()
+    model = UNet4DConditionModel.from_base(base_dir, **MODES[mode]).eval()
+    x = _inputs()
+    extra = _conditions()
+    if model.config.static_conditioning:
+        extra["static_latents"] = torch.randn_like(x["sample"])
+    if model.config.image_conditioning:
+        extra["image_latents"] = torch.randn(2, 4, 8, 8)
+    with torch.no_grad():
+        expected = base(**x).sample
+        plain = model(**x).sample
+        conditioned = model(**x, **extra).sample
+    assert torch.equal(plain, expected)
+    torch.testing.assert_close(conditioned, expected, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_shapes_and_conditions_matter_after_training_step(mode):
+    torch.manual_seed(0)
+    model = UNet4DConditionModel(**TINY, num_frames=3, image_embed_dim=12, **MODES[mode])
+    x = _inputs(batch=2, frames=3)
+    extra = _conditions()
+    extra["image_embeds"] = torch.randn(2, 2, 12)
+    if model.config.static_conditioning:
+        extra["static_latents"] = torch.randn_like(x["sample"])
+    if model.config.image_conditioning:
+        extra["image_latents"] = torch.randn(2, 4, 8, 8)
+    out = model(**x, **extra).sample
+    assert out.shape == (2, 4, 3, 8, 8)
+    out.square().mean().backward()
+    # the zero-init output layers get gradients, so the conditions start to matter after a step
+    assert model.motion_embedding.linear_2.weight.grad.abs().sum() > 0
+    assert model.camera_embedding.linear_2.weight.grad.abs().sum() > 0
+    if model.config.static_conditioning or model.config.image_conditioning:
+        assert model.conv_in.weight.grad[:, 4:].abs().sum() > 0
+
+
+def test_motion_null_embedding_and_nan():
+    torch.manual_seed(0)
+    model = UNet4DConditionModel(**TINY).eval()
+    with torch.no_grad():
+        model.motion_embedding.null_embedding.fill_(0.3)
+        model.motion_embedding.linear_2.weight.normal_()
+        x = _inputs()
+        none = model(**x).sample
+        nan = model(**x, motion_magnitude=torch.tensor([float("nan")] * 2)).sample
+        real = model(**x, motion_magnitude=torch.tensor([0.05, 0.05])).sample
+    assert torch.equal(none, nan)
+    assert not torch.allclose(none, real)
+
+
+def test_gradient_checkpointing_matches(base_dir):
+    model = UNet4DConditionModel.from_base(base_dir, static_conditioning=True)
+    model.train()
+    for m in model.modules():  # dropout off, so both passes see the same function
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+    x = _inputs()
+    model(**x).sample.sum().backward()
+    grads = [p.grad.clone() for p in model.parameters() if p.grad is not None]
+    model.zero_grad()
+    model.enable_gradient_checkpointing()
+    model(**x).sample.sum().backward()
+    grads2 = [p.grad for p in model.parameters() if p.grad is not None]
+    for a, b in zip(grads, grads2):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_save_load_roundtrip_keeps_flags(tmp_path):
+    model = UNet4DConditionModel(**TINY, num_frames=5, static_conditioning=True)
+    model.save_pretrained(tmp_path / "u")
+    assert (tmp_path / "u" / "diffusion_pytorch_model.safetensors").is_file()
+    again = UNet4DConditionModel.from_pretrained(tmp_path / "u")
+    assert again.config.static_conditioning and again.config.num_frames == 5 and again.config.out_channels == 4
+    for (k, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items()):
+        assert torch.equal(a, b), k
+
+
+def test_from_base_refuses_i2vgenxl_and_missing(tmp_path):
+    (tmp_path / "unet").mkdir()
+    (tmp_path / "unet" / "config.json").write_text(json.dumps({"_class_name": "I2VGenXLUNet"}))
+    with pytest.raises(UserError, match="I2VGenXLUNet"):
+        UNet4DConditionModel.from_base(tmp_path)
+    with pytest.raises(UserError):
+        UNet4DConditionModel.from_base(tmp_path / "nothing-here")
+    with pytest.raises(ValueError, match="unknown 4D option"):
+        UNet4DConditionModel.from_base(tmp_path, bogus=1)
