@@ -11,7 +11,7 @@ from diffusion4d.cameras import DEFAULT_FOV_DEG, RENDER_MODES
 @dataclass
 class RenderSettings:
     renderer: Literal["fast", "blender"] = "fast"  # rendering backend
-    modes: List[str] = field(default_factory=lambda: ["dynamic", "static", "front"])  # clips to write per asset
+    modes: List[str] = field(default_factory=lambda: ["dynamic", "static", "front", "four_view"])  # clips to write per asset
     frames: int = 24  # frames per clip (four_view writes 4x this)
     resolution: int = 256  # square image side in pixels
     elevation: float = 0.0  # camera elevation in degrees (orbits without elevation augmentation)

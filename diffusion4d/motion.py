@@ -46,7 +46,9 @@ def motion_magnitude(
     _check(frames, static_frames)
     if frames.dim() < 4:
         raise ValueError(f"expected at least 4 dims (T plus C, H, W), got shape {tuple(frames.shape)}")
-    diff = (frames - static_frames).float()
+    diff = frames - static_frames
+    if diff.dtype != torch.float64:  # float64 stays float64 (gradient checks); everything else -> float32
+        diff = diff.float()
     diff = diff.movedim(frame_dim, -4)  # [..., T, C, H, W]
     per_frame = diff.pow(2).flatten(-3).sum(-1)  # [..., T]
     if reduction == "mean":

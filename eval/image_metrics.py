@@ -6,8 +6,10 @@ frame at the same index; an asset's value is the mean over its frames.
 
 * PSNR: ``10 log10(1 / MSE)`` per frame (torchmetrics, ``data_range=1``); identical frames give
   ``inf``.
-* SSIM: torchmetrics' Gaussian-window SSIM (11 px, sigma 1.5, K1=0.01, K2=0.03), the same
-  function the curation rule uses (:func:`diffusion4d.ssim_rule.ssim`); identical frames give 1.
+* SSIM: torchmetrics' Gaussian-window SSIM (11 px, sigma 1.5, K1=0.01, K2=0.03; the SSIM map
+  covers the whole frame, borders by reflection padding, and is averaged over pixels and
+  channels), the configuration of the curation rule (:func:`diffusion4d.ssim_rule.ssim`), computed
+  in float64; identical frames give 1.
 """
 
 from __future__ import annotations
@@ -15,9 +17,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torchmetrics.functional.image import peak_signal_noise_ratio
-
-from diffusion4d.ssim_rule import ssim as _ssim
+from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
 
 def to_tensor(frames_rgb: np.ndarray) -> torch.Tensor:
@@ -36,11 +36,14 @@ def psnr_per_frame(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """PSNR of ``[N, 3, H, W]`` images in [0, 1] -> ``[N]`` dB (``inf`` where identical)."""
     if pred.shape != target.shape:
         raise ValueError(f"shapes differ: {tuple(pred.shape)} vs {tuple(target.shape)}")
-    return peak_signal_noise_ratio(pred.float(), target.float(), data_range=1.0, reduction="none", dim=(1, 2, 3))
+    return peak_signal_noise_ratio(pred.double(), target.double(), data_range=1.0, reduction="none", dim=(1, 2, 3)).float()
 
 
 def ssim_per_frame(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """SSIM of ``[N, 3, H, W]`` images in [0, 1] -> ``[N]`` (1 where identical)."""
     if pred.shape != target.shape:
         raise ValueError(f"shapes differ: {tuple(pred.shape)} vs {tuple(target.shape)}")
-    return _ssim(pred, target)
+    # float64: in float32, round-off in E[x^2] - mu^2 leaves identical white-background frames at 0.999997
+    return structural_similarity_index_measure(
+        pred.double(), target.double(), data_range=1.0, reduction="none", gaussian_kernel=True, kernel_size=11, sigma=1.5
+    ).float()

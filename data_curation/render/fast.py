@@ -64,7 +64,17 @@ def gl_context():
     """The process-wide headless moderngl context (created on first use)."""
     global _CONTEXT
     if _CONTEXT is None:
+        import importlib.util
+
         import moderngl
+
+        # Triton (pulled in later by torch._dynamo <- torchvision <- torchmetrics) bundles its own
+        # LLVM; loading it *after* Mesa llvmpipe's LLVM segfaults the process. Loading it first is safe.
+        if importlib.util.find_spec("triton") is not None:
+            try:
+                import triton  # noqa: F401
+            except Exception:
+                pass
 
         try:
             _CONTEXT = moderngl.create_standalone_context(backend="egl")

@@ -1,0 +1,294 @@
+"""``diffusion4d demo``: every stage of the method, for real, on the embedded default.
+
+procedural animated assets -> curated orbital dataset -> tiny 4D-aware model trained ->
+text-to-4D generation with a motion sweep -> 4D Gaussian reconstruction -> metric tables ->
+``report.html`` + ``metrics.json``.
+
+Each stage runs the same entry point a user would (the ``diffusion4d`` subcommands and the
+trainer's ``main``), with the settings of a demo preset (``configs/demo/{full,quick}.yaml``).
+Stages record completion in ``demo_state.json``; a rerun skips completed stages (``--force``
+redoes them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+from diffusion4d.config import load_config, save_config
+from diffusion4d.errors import UserError
+
+COMMAND = "demo"
+HELP = "run every stage (assets, curation, training, generation, reconstruction, evaluation) and write report.html"
+
+logger = logging.getLogger(__name__)
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "demo"
+STATE_FILE = "demo_state.json"
+
+
+@dataclass
+class DemoConfig:
+    seed: int = 0  # seed of every stage
+    assets: int = 14  # procedural assets to generate
+    frames: int = 8  # frames per orbit (curation, training and generation)
+    render_resolution: int = 64  # curation render size (pixels)
+    train_resolution: int = 32  # training / generation size (pixels)
+    train_steps: int = 400  # optimisation steps of the tiny model
+    train_overrides: List[str] = field(default_factory=list)  # extra trainer overrides (key=value)
+    prompts: int = 3  # training captions generated as text-to-4D samples
+    motion_sweep_quantiles: List[float] = field(default_factory=lambda: [0.0, 0.5, 1.0])  # sweep at these quantiles of the data's m (0 -> m = 0)
+    sampling_steps: int = 25  # DDIM steps
+    guidance: List[float] = field(default_factory=lambda: [3.0, 0.5])  # w1, w2 of the 3D-aware CFG
+    recon_preset: str = "demo"  # reconstruction preset (configs/recon)
+    eval_metrics: str = "clip_f,clip_o,psnr,ssim,lpips,fvd,motion,time"  # metrics of eval/run_metrics.py
+    check_browser: bool = True  # open report.html in headless Chromium when available
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--output", required=True, metavar="DIR", help="output folder (report.html, metrics.json, every stage's files)")
+    parser.add_argument("--quick", action="store_true", help="the smaller run (configs/demo/quick.yaml, about 3 minutes on 2 CPU cores)")
+    parser.add_argument("--config", metavar="YAML", help="demo preset (default: configs/demo/full.yaml, or quick.yaml with --quick)")
+    parser.add_argument("--device", default="cpu", help="torch device for training/generation/reconstruction (default cpu)")
+    parser.add_argument("--force", action="store_true", help="redo every stage, even completed ones")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="demo config overrides, e.g. train_steps=100")
+
+
+class DemoRun:
+    """State of one demo folder: stage results, timings, completion marks."""
+
+    def __init__(self, out: Path, cfg: DemoConfig, device: str, force: bool):
+        self.out, self.cfg, self.device, self.force = out, cfg, device, force
+        self.state_path = out / STATE_FILE
+        self.state: Dict[str, dict] = {}
+        if self.state_path.exists() and not force:
+            self.state = json.loads(self.state_path.read_text()).get("stages", {})
+
+    # paths
+    @property
+    def assets_dir(self) -> Path:
+        return self.out / "assets"
+
+    @property
+    def curated_dir(self) -> Path:
+        return self.out / "curated"
+
+    @property
+    def train_dir(self) -> Path:
+        return self.out / "train"
+
+    @property
+    def generated_dir(self) -> Path:
+        return self.out / "generated"
+
+    @property
+    def recon_dir(self) -> Path:
+        return self.out / "recon"
+
+    @property
+    def eval_dir(self) -> Path:
+        return self.out / "eval"
+
+    def save_state(self) -> None:
+        from diffusion4d.io import atomic_write_json
+
+        atomic_write_json(self.state_path, {"stages": self.state})
+
+    def run_stage(self, name: str, fn: Callable[["DemoRun"], dict]) -> dict:
+        done = self.state.get(name)
+        if done and done.get("status") == "done":
+            logger.info("stage %s: already done (%.1f s), skipping (use --force to redo)", name, done["seconds"])
+            return done
+        start = time.perf_counter()
+        result = fn(self) or {}
+        entry = {"status": "done", "seconds": round(time.perf_counter() - start, 2), **result}
+        self.state[name] = entry
+        self.save_state()
+        logger.info("stage %s: done in %.1f s", name, entry["seconds"])
+        return entry
+
+
+def _cli(argv: List[str]) -> None:
+    """Run a ``diffusion4d`` subcommand in this process; a non-zero exit stops the demo."""
+    from diffusion4d.cli import main
+
+    logger.info("$ diffusion4d %s", " ".join(argv))
+    status = main(argv)
+    if status != 0:
+        raise RuntimeError(f"'diffusion4d {' '.join(argv)}' exited with status {status}")
+
+
+def _accepted(run: DemoRun) -> List[dict]:
+    from diffusion4d.io import read_manifest
+
+    return [r for r in read_manifest(run.curated_dir / "manifest.jsonl") if r["status"] == "accepted"]
+
+
+# ----------------------------------------------------------------------------- stages
+def stage_assets(run: DemoRun) -> dict:
+    _cli(["assets", "--output", str(run.assets_dir), "--count", str(run.cfg.assets), "--seed", str(run.cfg.seed)])
+    return {"assets": run.cfg.assets}
+
+
+def stage_curate(run: DemoRun) -> dict:
+    c = run.cfg
+    _cli(
+        [
+            "curate", "--input", str(run.assets_dir), "--captions", str(run.assets_dir / "captions.csv"),
+            "--output", str(run.curated_dir), "--frames", str(c.frames), "--resolution", str(c.render_resolution),
+            "--modes", "dynamic,static,front", "--orbits-per-asset", "2", "--seed", str(c.seed), "--workers", "2",
+        ]
+    )  # fmt: skip
+    from diffusion4d.io import read_manifest
+
+    records = read_manifest(run.curated_dir / "manifest.jsonl")
+    counts: Dict[str, int] = {}
+    for r in records:
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    if not counts.get("accepted"):
+        raise RuntimeError(f"curation accepted no asset ({counts}); see {run.curated_dir / 'manifest.jsonl'}")
+    return {"counts": counts}
+
+
+def stage_train(run: DemoRun) -> dict:
+    from train.finetune import main as train_main
+
+    c = run.cfg
+    argv = [
+        "--config", str(CONFIG_DIR.parent / "train" / "tiny.yaml"),
+        f"data.root={run.curated_dir}", f"output_dir={run.train_dir}", f"max_steps={c.train_steps}",
+        f"seed={c.seed}", f"data.resolution={c.train_resolution}", f"data.num_frames={c.frames}",
+        *c.train_overrides,
+    ]  # fmt: skip
+    logger.info("$ accelerate launch train/finetune.py %s", " ".join(argv))
+    status = train_main(argv)
+    if status not in (0, None):
+        raise RuntimeError(f"training exited with status {status}")
+    return {"checkpoint": str(_latest_checkpoint(run))}
+
+
+def _latest_checkpoint(run: DemoRun) -> Path:
+    from diffusion4d.models.checkpoint import find_latest_pipeline
+
+    path = find_latest_pipeline(run.train_dir)
+    if path is None:
+        raise RuntimeError(f"training wrote no checkpoint under {run.train_dir}")
+    return path
+
+
+def _motion_values(run: DemoRun) -> List[float]:
+    import numpy as np
+
+    ms = np.array([r["motion_magnitude"] for r in _accepted(run) if r.get("motion_magnitude") is not None], dtype=float)
+    values = sorted({round(float(np.quantile(ms, q)), 4) if q > 0 else 0.0 for q in run.cfg.motion_sweep_quantiles})
+    return values
+
+
+def stage_generate(run: DemoRun) -> dict:
+    c = run.cfg
+    model = str(_latest_checkpoint(run))
+    accepted = _accepted(run)
+    common = ["--model", model, "--steps", str(c.sampling_steps), "--seed", str(c.seed), "--device", run.device,
+              "--guidance", str(c.guidance[0]), str(c.guidance[1])]  # fmt: skip
+    # 1. text-to-4D for training captions, each with its asset's own motion, named by uid (evaluated against its renders)
+    samples = []
+    for rec in accepted[: c.prompts]:
+        _cli(["generate", *common, "--prompt", rec["caption"], "--motion", f"{rec['motion_magnitude']:.4f}",
+              "--name", rec["uid"], "--output", str(run.generated_dir / "prompts")])  # fmt: skip
+        samples.append({"uid": rec["uid"], "caption": rec["caption"], "motion": rec["motion_magnitude"]})
+    # 2. a motion sweep: one prompt, several requested magnitudes, same seed
+    sweep = _motion_values(run)
+    sweep_caption = max(accepted, key=lambda r: r["motion_magnitude"] or 0.0)["caption"]
+    _cli(["generate", *common, "--prompt", sweep_caption, "--motion", ",".join(f"{m:g}" for m in sweep),
+          "--name", "sweep", "--output", str(run.generated_dir / "sweep")])  # fmt: skip
+    return {"samples": samples, "sweep": sweep, "sweep_caption": sweep_caption}
+
+
+def stage_reconstruct(run: DemoRun) -> dict:
+    uid = run.state["generate"]["samples"][0]["uid"]
+    results = {}
+    for name, clip in (("generated", run.generated_dir / "prompts" / uid / "dynamic"), ("ground_truth", run.curated_dir / uid / "dynamic")):
+        out = run.recon_dir / name / uid
+        _cli(["reconstruct", "--input", str(clip), "--output", str(out), "--preset", run.cfg.recon_preset, "--holdout", "4"])
+        results[name] = json.loads((out / "metrics.json").read_text())
+    return {"uid": uid, "metrics": results}
+
+
+def stage_evaluate(run: DemoRun) -> dict:
+    _cli(
+        [
+            "evaluate", "--pred", f"diffusion4d_tiny={run.generated_dir / 'prompts'}",
+            "--pred", f"recon_of_gt={run.recon_dir / 'ground_truth'}",
+            "--gt", str(run.curated_dir), "--metrics", run.cfg.eval_metrics,
+            "--output", str(run.eval_dir), "--format", "md,csv,tex,json", "--device", run.device,
+        ]
+    )  # fmt: skip
+    _cli(["evaluate", "--pred", f"sweep={run.generated_dir / 'sweep'}", "--gt", str(run.curated_dir),
+          "--metrics", "motion", "--output", str(run.eval_dir / "motion"), "--format", "md,json"])  # fmt: skip
+    return {}
+
+
+def stage_report(run: DemoRun) -> dict:
+    from diffusion4d.cli.demo_sections import build_report
+
+    report_path, metrics = build_report(run)
+    result = {"report": str(report_path)}
+    if run.cfg.check_browser:
+        from diffusion4d.cli.browser_check import check_media, find_chromium
+
+        if find_chromium() is None:
+            logger.warning("Chromium not found: report.html was not checked in a browser")
+        else:
+            check = check_media(report_path, screenshot=run.out / "report_screenshot.png")
+            result["browser"] = {"videos": len(check.videos), "images": len(check.images), "ok": check.ok}
+            if not check.ok:
+                raise RuntimeError(f"report media failed to load in Chromium: {check.failed_videos} {check.failed_images}")
+    return result
+
+
+STAGES: List[tuple] = [
+    ("assets", stage_assets),
+    ("curate", stage_curate),
+    ("train", stage_train),
+    ("generate", stage_generate),
+    ("reconstruct", stage_reconstruct),
+    ("evaluate", stage_evaluate),
+    ("report", stage_report),
+]
+
+
+def load_demo_config(path: Optional[str], quick: bool, overrides: List[str]) -> DemoConfig:
+    preset = Path(path) if path else CONFIG_DIR / ("quick.yaml" if quick else "full.yaml")
+    return load_config(DemoConfig, preset if preset.exists() else None, overrides)
+
+
+def run(args: argparse.Namespace) -> int:
+    from diffusion4d.logging_utils import progress
+
+    out = Path(args.output)
+    cfg = load_demo_config(args.config, args.quick, list(args.overrides))
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "demo_config.yaml")
+    demo = DemoRun(out, cfg, args.device, args.force)
+    start = time.perf_counter()
+    bar = progress(total=len(STAGES), desc="demo", unit="stage", leave=True)
+    try:
+        for name, fn in STAGES:
+            bar.set_description(f"demo: {name}")
+            try:
+                demo.run_stage(name, fn)
+            except (RuntimeError, FileNotFoundError, UserError) as err:
+                print(f"diffusion4d demo: stage '{name}' failed: {err}", file=sys.stderr)
+                return 1
+            bar.update(1)
+    finally:
+        bar.close()
+    total = time.perf_counter() - start
+    times = ", ".join(f"{n} {demo.state[n]['seconds']:.0f}s" for n, _ in STAGES)
+    print(f"demo finished in {total:.0f} s ({times}); open {out / 'report.html'}")
+    return 0

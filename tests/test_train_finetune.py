@@ -1,0 +1,94 @@
+"""End to end: train 6 steps with a checkpoint at step 3, resume from it, reload the checkpoint."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from diffusion4d.config import load_config
+from diffusion4d.models import UNet4DConditionModel, load_components
+from train.synthetic_orbits import write_synthetic_dataset
+from train.train_config import TrainConfig
+from train.trainer import run
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = [
+    "data.resolution=16", "data.num_frames=4", "model.tiny_block_out_channels=[16,32]", "model.tiny_attention_head_dim=4",
+    "max_steps=6", "checkpoint_every=3", "keep_last=5", "batch_size=2", "num_threads=1",
+    "validation.every=0", "validation.num_inference_steps=2", "validation.num_samples=1",
+]
+
+
+def _reset_accelerate():
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    write_synthetic_dataset(root / "data", num_assets=3, num_frames=8, size=32, orbits=2)
+    preset = REPO / "configs" / "train" / "tiny.yaml"
+    n = torch.get_num_threads()
+    try:
+        _reset_accelerate()
+        cfg_a = load_config(TrainConfig, preset, SMALL + [f"data.root={root / 'data'}", f"output_dir={root / 'a'}"])
+        a = run(cfg_a)
+        _reset_accelerate()
+        cfg_b = load_config(TrainConfig, preset, SMALL + [f"data.root={root / 'data'}", f"output_dir={root / 'b'}",
+                                                          "report_to=none", "validation.at_end=false"])
+        b = run(cfg_b, resume=str(root / "a" / "checkpoint-3"))
+    finally:
+        _reset_accelerate()
+        torch.set_num_threads(n)
+    return root, a, b
+
+
+def test_resume_reproduces_losses_exactly(runs):
+    root, a, b = runs
+    assert [r["step"] for r in a["history"]] == [1, 2, 3, 4, 5, 6]
+    assert [r["step"] for r in b["history"]] == [4, 5, 6]
+    for ra, rb in zip(a["history"][3:], b["history"]):
+        assert ra["loss"] == rb["loss"] and ra["ldm"] == rb["ldm"] and ra["mr"] == rb["mr"]
+    lines = [json.loads(x) for x in (root / "a" / "losses.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines] == [1, 2, 3, 4, 5, 6]
+
+
+def test_checkpoints_outputs_and_reload(runs):
+    root, a, _ = runs
+    out = root / "a"
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-3", "checkpoint-6"]
+    assert not list(out.glob(".tmp-*"))
+    assert (out / "config.yaml").is_file() and list((out / "logs").rglob("events.out.tfevents*"))
+    assert list((out / "validation").rglob("*.mp4"))
+    ck = out / "checkpoint-6"
+    index = json.loads((ck / "model_index.json").read_text())
+    assert index["_class_name"] == "Diffusion4DPipeline"
+    assert index["unet"] == ["diffusion4d", "UNet4DConditionModel"] and index["vae"] == [None, None]
+    assert (ck / "training_config.yaml").is_file()
+    parts = load_components(ck)
+    unet = parts["unet"]
+    assert isinstance(unet, UNet4DConditionModel) and unet.config.num_frames == 4
+    trained = load_file(str(ck / "accelerate_state" / "model.safetensors"))
+    for k, v in unet.state_dict().items():
+        assert torch.equal(v, trained[k]), k
+    assert type(parts["scheduler"]).__name__ == "DDIMScheduler"
+    try:
+        from diffusion4d.pipelines import Diffusion4DPipeline
+    except ImportError:
+        return  # the inference pipeline is another stage's module
+    pipe = Diffusion4DPipeline.from_pretrained(str(ck))
+    assert isinstance(pipe.unet, UNet4DConditionModel)
+
+
+def test_bad_data_root_is_a_clear_error(tmp_path):
+    from train.trainer import main
+
+    _reset_accelerate()
+    code = main(["--config", str(REPO / "configs/train/tiny.yaml"), f"data.root={tmp_path}", f"output_dir={tmp_path / 'o'}", "report_to=none"])
+    _reset_accelerate()
+    assert code == 2

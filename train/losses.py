@@ -1,0 +1,113 @@
+"""Diffusion losses as small pure functions (METHOD.md Eq. 2).
+
+Shapes: latents ``[B, C, F, h, w]``; timesteps ``[B]`` (int, index into the scheduler's
+``alphas_cumprod``).
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Literal, Optional
+
+import torch
+import torch.nn.functional as F
+
+from diffusion4d.motion import latent_motion_magnitude
+
+PredictionType = Literal["epsilon", "v_prediction"]
+
+
+def _alpha_bar(alphas_cumprod: torch.Tensor, timesteps: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    a = alphas_cumprod.to(device=like.device)[timesteps.to(like.device).long()].to(like.dtype)
+    return a.reshape(-1, *([1] * (like.dim() - 1)))
+
+
+def add_noise(alphas_cumprod: torch.Tensor, z0: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+    """q(z_t | z0): ``sqrt(a) z0 + sqrt(1 - a) noise``."""
+    a = _alpha_bar(alphas_cumprod, timesteps, z0)
+    return a.sqrt() * z0 + (1 - a).sqrt() * noise
+
+
+def diffusion_target(
+    prediction_type: PredictionType, alphas_cumprod: torch.Tensor, z0: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor
+) -> torch.Tensor:
+    """What the network predicts: ``noise`` (epsilon) or ``v = sqrt(a) noise - sqrt(1 - a) z0``."""
+    if prediction_type == "epsilon":
+        return noise
+    if prediction_type == "v_prediction":
+        a = _alpha_bar(alphas_cumprod, timesteps, z0)
+        return a.sqrt() * noise - (1 - a).sqrt() * z0
+    raise ValueError(f"prediction_type must be 'epsilon' or 'v_prediction', got {prediction_type!r}")
+
+
+def predicted_clean_sample(
+    prediction_type: PredictionType, alphas_cumprod: torch.Tensor, z_t: torch.Tensor, prediction: torch.Tensor, timesteps: torch.Tensor
+) -> torch.Tensor:
+    """The clean-sample estimate ``zhat0`` from the network output."""
+    a = _alpha_bar(alphas_cumprod, timesteps, z_t)
+    if prediction_type == "epsilon":
+        return (z_t - (1 - a).sqrt() * prediction) / a.sqrt()
+    if prediction_type == "v_prediction":
+        return a.sqrt() * z_t - (1 - a).sqrt() * prediction
+    raise ValueError(f"prediction_type must be 'epsilon' or 'v_prediction', got {prediction_type!r}")
+
+
+def ldm_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Noise-prediction MSE (mean over every element), in float32."""
+    return F.mse_loss(prediction.float(), target.float())
+
+
+def motion_reconstruction_loss(
+    z0: torch.Tensor,
+    zhat0: torch.Tensor,
+    z_static: torch.Tensor,
+    reduction: Literal["mean", "sum"] = "mean",
+    weights: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
+    """L_mr = mean over the batch of ``w_b (m(z0) - m(zhat0))^2``, ``m(z) = 1/T ||z - zbar0||^2`` (Eq. 2).
+
+    ``weights`` ``[B]`` (default 1) see :func:`mr_weights`.
+    """
+    m_true = latent_motion_magnitude(z0, z_static, reduction=reduction)
+    m_pred = latent_motion_magnitude(zhat0, z_static, reduction=reduction)
+    per_sample = (m_true - m_pred).pow(2)
+    if weights is not None:
+        per_sample = per_sample * weights.to(per_sample.dtype)
+    return per_sample.mean()
+
+
+def mr_weights(weighting: Literal["none", "alpha_bar_sq"], alphas_cumprod: torch.Tensor, timesteps: torch.Tensor) -> Optional[torch.Tensor]:
+    """Per-sample weights of L_mr. ``zhat0``'s error grows like ``1/sqrt(alpha_bar_t)``, so ``m(zhat0)``'s
+    like ``1/alpha_bar_t`` and its square like ``1/alpha_bar_t^2``: ``"alpha_bar_sq"`` weights by
+    ``alpha_bar_t^2`` to keep L_mr bounded at high noise levels (measured: unweighted L_mr reaches
+    1e3-1e4 at t near T on the tiny preset); ``"none"`` is Eq. 2 literally."""
+    if weighting == "none":
+        return None
+    if weighting == "alpha_bar_sq":
+        return alphas_cumprod.to(timesteps.device)[timesteps.long()].float().pow(2)
+    raise ValueError(f"weighting must be 'none' or 'alpha_bar_sq', got {weighting!r}")
+
+
+def total_loss(
+    prediction: torch.Tensor,
+    *,
+    z0: torch.Tensor,
+    z_t: torch.Tensor,
+    noise: torch.Tensor,
+    z_static: torch.Tensor,
+    timesteps: torch.Tensor,
+    alphas_cumprod: torch.Tensor,
+    prediction_type: PredictionType,
+    omega: float,
+    mr_reduction: Literal["mean", "sum"] = "mean",
+    mr_weighting: Literal["none", "alpha_bar_sq"] = "alpha_bar_sq",
+) -> Dict[str, torch.Tensor]:
+    """``{"loss": L_ldm + omega * L_mr, "ldm": L_ldm, "mr": L_mr}``."""
+    target = diffusion_target(prediction_type, alphas_cumprod, z0, noise, timesteps)
+    l_ldm = ldm_loss(prediction, target)
+    if omega:
+        zhat0 = predicted_clean_sample(prediction_type, alphas_cumprod, z_t.float(), prediction.float(), timesteps)
+        weights = mr_weights(mr_weighting, alphas_cumprod, timesteps)
+        l_mr = motion_reconstruction_loss(z0.float(), zhat0, z_static.float(), mr_reduction, weights)
+    else:
+        l_mr = torch.zeros((), device=prediction.device)
+    return {"loss": l_ldm + omega * l_mr, "ldm": l_ldm.detach(), "mr": l_mr.detach()}

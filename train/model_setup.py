@@ -1,0 +1,116 @@
+"""Building the trainable UNet and the frozen encoders from a :class:`~train.train_config.ModelConfig`.
+
+``model.base = "tiny"`` builds a small random ModelScope-layout ``UNet3DConditionModel`` (the
+same code path as a real base, through :meth:`UNet4DConditionModel.from_base_model`); any other
+value is a ModelScope-T2V diffusers checkpoint (hub id or local folder).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import torch
+
+from diffusion4d.errors import UserError
+from diffusion4d.models import UNet4DConditionModel, load_text_stack
+
+
+@dataclass
+class Components:
+    unet: UNet4DConditionModel
+    vae: Any  # AutoencoderKL or None (pixel space)
+    tokenizer: Any
+    text_encoder: Any
+    noise_scheduler: Any  # DDPMScheduler (training)
+
+
+def _new_options(model_cfg, num_frames: int) -> dict:
+    return dict(
+        num_frames=num_frames,
+        motion_conditioning=model_cfg.motion_conditioning,
+        camera_conditioning=model_cfg.camera_conditioning,
+        static_conditioning=model_cfg.static_conditioning,
+        image_conditioning=model_cfg.image_conditioning,
+    )
+
+
+def tiny_base_unet(model_cfg, latent_channels: int, sample_size: int, cross_attention_dim: int):
+    """A small random ModelScope-layout UNet3DConditionModel (2 levels) for CPU runs and tests."""
+    from diffusers import UNet3DConditionModel
+
+    widths = tuple(model_cfg.tiny_block_out_channels)
+    n = len(widths)
+    return UNet3DConditionModel(
+        sample_size=sample_size,
+        in_channels=latent_channels,
+        out_channels=latent_channels,
+        down_block_types=("CrossAttnDownBlock3D",) * (n - 1) + ("DownBlock3D",),
+        up_block_types=("UpBlock3D",) + ("CrossAttnUpBlock3D",) * (n - 1),
+        block_out_channels=widths,
+        layers_per_block=model_cfg.tiny_layers_per_block,
+        norm_num_groups=min(8, widths[0]),
+        cross_attention_dim=cross_attention_dim,
+        attention_head_dim=model_cfg.tiny_attention_head_dim,
+    )
+
+
+def build_components(model_cfg, data_cfg) -> Components:
+    from diffusers import AutoencoderKL, DDPMScheduler
+
+    tiny = model_cfg.base == "tiny"
+    if model_cfg.text_encoder == "base":
+        if tiny:
+            raise UserError("model.text_encoder=base needs a real model.base checkpoint (tiny has no text encoder)")
+        tokenizer, text_encoder = load_text_stack(model_cfg.base)
+    else:
+        tokenizer, text_encoder = load_text_stack(model_cfg.text_encoder)
+    vae = None
+    if model_cfg.vae == "base":
+        if tiny:
+            raise UserError("model.vae=base needs a real model.base checkpoint; the tiny preset runs in pixel space (vae: none)")
+        try:
+            vae = AutoencoderKL.from_pretrained(model_cfg.base, subfolder="vae")
+        except (OSError, ValueError) as err:
+            raise UserError(f"cannot load the VAE from {model_cfg.base!r}/vae ({type(err).__name__}); pass a local checkpoint folder") from None
+        vae.requires_grad_(False).eval()
+    elif model_cfg.vae != "none":
+        raise UserError(f"model.vae must be 'none' or 'base', got {model_cfg.vae!r}")
+    options = _new_options(model_cfg, data_cfg.num_frames)
+    if tiny:
+        channels = 3 if vae is None else vae.config.latent_channels
+        size = data_cfg.resolution if vae is None else data_cfg.resolution // 8
+        base = tiny_base_unet(model_cfg, channels, size, text_encoder.config.hidden_size)
+        unet = UNet4DConditionModel.from_base_model(base, **options)
+    else:
+        unet = UNet4DConditionModel.from_base(model_cfg.base, **options)
+        if unet.config.cross_attention_dim != text_encoder.config.hidden_size:
+            raise UserError(
+                f"text encoder width {text_encoder.config.hidden_size} != UNet cross_attention_dim "
+                f"{unet.config.cross_attention_dim}: use model.text_encoder=base"
+            )
+    noise_scheduler = DDPMScheduler(
+        num_train_timesteps=model_cfg.num_train_timesteps,
+        beta_schedule=model_cfg.beta_schedule,
+        beta_start=0.00085,
+        beta_end=0.012,
+        prediction_type=model_cfg.prediction_type,
+        clip_sample=False,
+    )
+    return Components(unet=unet, vae=vae, tokenizer=tokenizer, text_encoder=text_encoder, noise_scheduler=noise_scheduler)
+
+
+def make_optimizer(params, optim_cfg) -> torch.optim.Optimizer:
+    kwargs = dict(
+        lr=optim_cfg.lr,
+        betas=(optim_cfg.adam_beta1, optim_cfg.adam_beta2),
+        weight_decay=optim_cfg.weight_decay,
+        eps=optim_cfg.adam_epsilon,
+    )
+    if optim_cfg.use_8bit_adam:
+        try:
+            import bitsandbytes as bnb
+        except ImportError:
+            raise UserError("optim.use_8bit_adam=true needs bitsandbytes: pip install bitsandbytes (CUDA only)") from None
+        return bnb.optim.AdamW8bit(params, **kwargs)
+    return torch.optim.AdamW(params, **kwargs)

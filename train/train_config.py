@@ -1,0 +1,109 @@
+"""Typed training config (YAML presets in ``configs/train/``, ``key.sub=value`` overrides)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List, Literal, Optional
+
+
+@dataclass
+class ModelConfig:
+    base: str = "tiny"  # "tiny" (random tiny UNet3D, CPU) or a ModelScope-T2V diffusers checkpoint id/path
+    text_encoder: str = "minilm"  # "minilm" (offline MiniLM) or "base" (tokenizer/text_encoder of model.base)
+    vae: str = "none"  # "none" (pixel space) or "base" (AutoencoderKL of model.base)
+    tiny_block_out_channels: List[int] = field(default_factory=lambda: [32, 64])  # tiny UNet widths
+    tiny_layers_per_block: int = 1  # tiny UNet resnets per block
+    tiny_attention_head_dim: int = 8  # tiny UNet attention head dim
+    motion_conditioning: bool = True  # motion-magnitude embedding
+    camera_conditioning: bool = True  # per-frame camera embedding
+    static_conditioning: bool = False  # static-orbit latents concatenated to the input
+    image_conditioning: bool = False  # first-view latents concatenated (image-to-4D)
+    prediction_type: Literal["epsilon", "v_prediction"] = "epsilon"  # scheduler prediction type
+    num_train_timesteps: int = 1000  # DDPM training timesteps
+    beta_schedule: str = "scaled_linear"  # scheduler beta schedule (ModelScope: scaled_linear)
+    gradient_checkpointing: bool = False  # recompute UNet blocks in backward
+
+
+@dataclass
+class DataConfig:
+    root: str = ""  # curated dataset root (manifest.jsonl + <uid>/...)
+    resolution: int = 32  # frame size (pixels, square)
+    num_frames: int = 8  # frames per training clip
+    frame_sampling: Literal["uniform", "first"] = "uniform"  # uniform subsample of the orbit or its first frames
+    random_orbit: bool = True  # pick one of an asset's orbits at random per sample (else orbit 0)
+    cache_latents: bool = False  # precompute VAE latents + text embeddings to disk (safetensors)
+    cache_dir: str = ""  # latent cache folder ("" -> <output_dir>/latent_cache)
+    num_workers: int = 0  # DataLoader workers
+
+    def validate(self) -> None:
+        if self.resolution < 8 or self.num_frames < 1:
+            raise ValueError("resolution must be >= 8 and num_frames >= 1")
+
+
+@dataclass
+class LossConfig:
+    omega: float = 0.1  # weight of the motion-magnitude reconstruction loss L_mr
+    mr_reduction: Literal["mean", "sum"] = "mean"  # motion magnitude form inside L_mr
+    mr_weighting: Literal["none", "alpha_bar_sq"] = "alpha_bar_sq"  # per-timestep L_mr weight (none = Eq. 2 literally)
+
+
+@dataclass
+class DropoutConfig:
+    text: float = 0.1  # P(caption -> "") for classifier-free guidance
+    image: float = 0.1  # P(first-view latents dropped)
+    static: float = 0.1  # P(static-orbit latents dropped)
+    motion: float = 0.1  # P(motion magnitude -> null embedding)
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-4  # learning rate (paper: constant 3e-5)
+    lr_scheduler: str = "constant"  # diffusers get_scheduler name (constant, cosine, linear, constant_with_warmup...)
+    lr_warmup_steps: int = 0  # warmup steps
+    adam_beta1: float = 0.9  # Adam beta1
+    adam_beta2: float = 0.999  # Adam beta2
+    weight_decay: float = 0.0  # AdamW weight decay
+    adam_epsilon: float = 1e-8  # Adam epsilon
+    use_8bit_adam: bool = False  # bitsandbytes AdamW8bit
+    max_grad_norm: float = 1.0  # gradient clipping (0 = off)
+
+
+@dataclass
+class ValidationConfig:
+    every: int = 0  # validate every N steps (0 = only at the end when max_steps > 0 and at_end)
+    at_end: bool = True  # also validate after the last step
+    prompts: List[str] = field(default_factory=list)  # prompts ([] -> captions of the first samples)
+    num_samples: int = 2  # samples per validation
+    num_inference_steps: int = 10  # DDIM steps
+    guidance_scale: float = 3.0  # text classifier-free guidance
+    motion_magnitude: float = -1.0  # m for sampling (< 0: the dataset sample's own m)
+    fps: int = 8  # mp4 frame rate
+
+
+@dataclass
+class TrainConfig:
+    output_dir: str = "runs/tiny"  # run folder (checkpoints, logs, validation videos)
+    seed: int = 0  # global seed (data order, noise, dropout)
+    max_steps: int = 100  # optimisation steps
+    batch_size: int = 2  # per-process micro-batch
+    gradient_accumulation_steps: int = 1  # micro-batches per optimisation step
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"  # accelerate mixed precision
+    num_threads: int = 0  # torch CPU threads (0 = leave torch's default)
+    ema: bool = False  # keep an EMA of the UNet (saved in pipeline folders)
+    ema_decay: float = 0.9999  # EMA decay
+    checkpoint_every: int = 50  # save checkpoint-<step> every N steps (0 = only at the end)
+    keep_last: int = 3  # checkpoints kept
+    log_every: int = 1  # scalars to trackers every N steps
+    report_to: Literal["tensorboard", "wandb", "all", "none"] = "tensorboard"  # accelerate trackers
+    model: ModelConfig = field(default_factory=ModelConfig)  # model
+    data: DataConfig = field(default_factory=DataConfig)  # data
+    loss: LossConfig = field(default_factory=LossConfig)  # loss
+    dropout: DropoutConfig = field(default_factory=DropoutConfig)  # condition dropout (CFG)
+    optim: OptimConfig = field(default_factory=OptimConfig)  # optimiser
+    validation: ValidationConfig = field(default_factory=ValidationConfig)  # validation sampling
+
+    def validate(self) -> None:
+        if self.max_steps < 0 or self.batch_size < 1 or self.gradient_accumulation_steps < 1:
+            raise ValueError("max_steps >= 0, batch_size >= 1 and gradient_accumulation_steps >= 1 are required")
+        if self.keep_last < 1:
+            raise ValueError("keep_last must be >= 1")

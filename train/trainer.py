@@ -1,0 +1,408 @@
+"""The fine-tuning loop (``accelerate launch train/finetune.py --config ... [key=value ...]``).
+
+``run(cfg, resume)`` reads as its phases: accelerator -> components -> data (+ latent cache)
+-> optimiser/EMA -> prepare -> resume -> steps (loss, NaN guard, log, checkpoint, validate).
+Randomness (data order, orbit choice, noise, timesteps, condition dropout, model dropout) is
+derived from ``(seed, step, micro-step, rank)``, so a run resumed from ``checkpoint-N``
+reproduces the losses of the uninterrupted run exactly on CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import torch
+
+from diffusion4d.config import ConfigError, config_to_dict, load_config, save_config
+from diffusion4d.errors import UserError
+from diffusion4d.logging_utils import get_logger, progress, setup_logging
+
+from train import losses as L
+from train.checkpointing import remove_stale_temporaries, resolve_resume, save_checkpoint, step_of
+from train.model_setup import build_components, make_optimizer
+from train.orbit_dataset import OrbitDataset, build_latent_cache, cache_fingerprint, collate, epoch_batches
+from train.train_config import TrainConfig
+
+log = get_logger("train")
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN/Inf."""
+
+
+def check_finite(value: float, step: int, last_checkpoint: Optional[Path]) -> None:
+    """Raise :class:`TrainingDiverged` with a clear message when ``value`` is NaN/Inf."""
+    if not math.isfinite(value):
+        where = f"the last good checkpoint is {last_checkpoint}" if last_checkpoint else "no checkpoint was written yet"
+        raise TrainingDiverged(f"loss is {value} at step {step}: stopping ({where}); lower optim.lr or use mixed_precision=no")
+
+
+def _trackers(report_to: str) -> List[str]:
+    import importlib.util
+
+    wandb = importlib.util.find_spec("wandb") is not None
+    if report_to == "none":
+        return []
+    if report_to == "wandb":
+        if not wandb:
+            raise UserError("report_to=wandb but wandb is not installed (pip install wandb)")
+        return ["wandb"]
+    return ["tensorboard"] + (["wandb"] if report_to == "all" and wandb else [])
+
+
+def _flat(d: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flat(v, key + "."))
+        else:
+            out[key] = v if isinstance(v, (int, float, bool, str)) else str(v)
+    return out
+
+
+def make_accelerator(cfg: TrainConfig):
+    from accelerate import Accelerator
+    from accelerate.utils import InitProcessGroupKwargs, ProjectConfiguration
+
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    # CPU multi-process (DDP or DeepSpeed, ENVIRONMENT.md): gloo process group
+    handlers = [InitProcessGroupKwargs(backend="gloo")] if distributed and not torch.cuda.is_available() else []
+    accelerator = Accelerator(
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        mixed_precision=cfg.mixed_precision,
+        log_with=_trackers(cfg.report_to) or None,
+        project_config=ProjectConfiguration(project_dir=cfg.output_dir, logging_dir=str(Path(cfg.output_dir) / "logs")),
+        kwargs_handlers=handlers,
+    )
+    ds = accelerator.state.deepspeed_plugin
+    if ds is not None:
+        ds.deepspeed_config["train_micro_batch_size_per_gpu"] = cfg.batch_size
+        if cfg.ema and ds.zero_stage == 3:
+            raise UserError("ema=true is not supported with DeepSpeed ZeRO-3 (parameters are sharded); use ZeRO-2 or ema=false")
+    return accelerator
+
+
+def _seed_for(cfg: TrainConfig, micro_step: int, rank: int) -> int:
+    return (cfg.seed * 1_000_003 + micro_step * 7_919 + rank * 104_729) % (2**62)
+
+
+def _param_checksum(module: torch.nn.Module) -> str:
+    h = hashlib.sha256()
+    for name, p in sorted(module.state_dict().items()):
+        h.update(name.encode())
+        h.update(p.detach().float().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+class Trainer:
+    """State and phases of one training run."""
+
+    def __init__(self, cfg: TrainConfig):
+        self.cfg = cfg
+        self.out = Path(cfg.output_dir)
+        if cfg.num_threads > 0:
+            torch.set_num_threads(cfg.num_threads)
+        self.acc = make_accelerator(cfg)
+        self.rank, self.world = self.acc.process_index, self.acc.num_processes
+        self.device = self.acc.device
+        self.last_checkpoint: Optional[Path] = None
+        self.step = 0
+        self.timings: Dict[str, float] = {}
+
+    # ------------------------------------------------------------------ phases
+    def setup(self) -> None:
+        cfg, acc = self.cfg, self.acc
+        if acc.is_main_process:
+            self.out.mkdir(parents=True, exist_ok=True)
+            remove_stale_temporaries(self.out)
+            save_config(cfg, self.out / "config.yaml")
+        acc.wait_for_everyone()
+        torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+        c = build_components(cfg.model, cfg.data)
+        self.unet, self.vae, self.tokenizer, self.text_encoder, self.noise_scheduler = (
+            c.unet, c.vae, c.tokenizer, c.text_encoder, c.noise_scheduler
+        )
+        if cfg.model.gradient_checkpointing:
+            self.unet.enable_gradient_checkpointing()
+        self.weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(cfg.mixed_precision, torch.float32)
+        self.text_encoder.to(self.device, dtype=self.weight_dtype)
+        if self.vae is not None:
+            self.vae.to(self.device, dtype=self.weight_dtype)
+        self.alphas_cumprod = self.noise_scheduler.alphas_cumprod.to(self.device)
+        self.uncond = self.encode_text([""])  # [1, L, D]
+        self._setup_data()
+        self.unet.train()
+        params = [p for p in self.unet.parameters() if p.requires_grad]
+        self.optimizer = make_optimizer(params, cfg.optim)
+        from diffusers.optimization import get_scheduler
+
+        self.lr_scheduler = get_scheduler(
+            cfg.optim.lr_scheduler,
+            optimizer=self.optimizer,
+            num_warmup_steps=cfg.optim.lr_warmup_steps * self.world,
+            num_training_steps=max(cfg.max_steps, 1) * self.world,
+        )
+        self.ema = None
+        if cfg.ema:
+            from diffusers.training_utils import EMAModel
+
+            self.ema = EMAModel(self.unet.parameters(), decay=cfg.ema_decay, model_cls=type(self.unet), model_config=self.unet.config)
+        self.unet, self.optimizer, self.lr_scheduler = acc.prepare(self.unet, self.optimizer, self.lr_scheduler)
+        if self.ema is not None:
+            self.ema.to(self.device)
+            acc.register_for_checkpointing(self.ema)
+        if acc.is_main_process:
+            acc.init_trackers("diffusion4d", config=_flat(config_to_dict(cfg)))
+
+    def _setup_data(self) -> None:
+        cfg, acc = self.cfg, self.acc
+        d = cfg.data
+        if not d.root:
+            raise UserError("data.root is not set: pass data.root=<curated dataset folder>")
+        cache_dir = None
+        if d.cache_latents:
+            tag = cache_fingerprint([d.resolution, d.num_frames, d.frame_sampling, cfg.model.base, cfg.model.vae, cfg.model.text_encoder])
+            cache_dir = Path(d.cache_dir or self.out / "latent_cache") / tag
+        self.dataset = OrbitDataset(d.root, d.resolution, d.num_frames, d.frame_sampling, d.random_orbit, cfg.seed)
+        if cache_dir is not None:
+            if acc.is_main_process:  # main builds, the other ranks wait
+                n = build_latent_cache(self.dataset, cache_dir, self.encode_frames, self.encode_text)
+                log.info("latent cache %s: %d new entries", cache_dir, n)
+            acc.wait_for_everyone()
+            self.dataset.cache_dir = cache_dir
+        self.batches_per_epoch = len(epoch_batches(len(self.dataset), cfg.batch_size, cfg.seed, 0, self.rank, self.world))
+
+    @torch.no_grad()
+    def encode_text(self, prompts: Sequence[str]) -> torch.Tensor:
+        from diffusion4d.models import encode_prompts
+
+        return encode_prompts(self.tokenizer, self.text_encoder, list(prompts), device=self.device)
+
+    @torch.no_grad()
+    def encode_frames(self, frames: torch.Tensor) -> torch.Tensor:
+        from diffusion4d.models import encode_frames
+
+        return encode_frames(self.vae, frames.to(self.device, self.weight_dtype)).float()
+
+    def batch_at(self, micro_step: int) -> Dict[str, Any]:
+        epoch, offset = divmod(micro_step, self.batches_per_epoch)
+        self.dataset.set_epoch(epoch)
+        idx = epoch_batches(len(self.dataset), self.cfg.batch_size, self.cfg.seed, epoch, self.rank, self.world)[offset]
+        return collate([self.dataset[i] for i in idx])
+
+    # ------------------------------------------------------------------ one micro-step
+    def loss_on(self, batch: Dict[str, Any], micro_step: int) -> Dict[str, torch.Tensor]:
+        cfg, unet_cfg = self.cfg, self.acc.unwrap_model(self.unet).config
+        seed = _seed_for(cfg, micro_step, self.rank)
+        torch.manual_seed(seed)  # model-internal dropout
+        g = torch.Generator().manual_seed(seed)
+        if "latents" in batch:
+            z0, z_static = batch["latents"].to(self.device), batch["static_latents"].to(self.device)
+            text = batch["text_embeds"].to(self.device)
+        else:
+            z0, z_static = self.encode_frames(batch["frames"]), self.encode_frames(batch["static_frames"])
+            text = self.encode_text(batch["caption"])
+        b = z0.shape[0]
+        noise = torch.randn(z0.shape, generator=g).to(self.device)
+        t = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (b,), generator=g).to(self.device)
+        drop = {k: torch.rand(b, generator=g).to(self.device) < getattr(cfg.dropout, k) for k in ("text", "image", "static", "motion")}
+        z_t = L.add_noise(self.alphas_cumprod, z0, noise, t)
+        text = torch.where(drop["text"][:, None, None], self.uncond.to(text.dtype).expand_as(text), text)
+        motion = batch["motion_magnitude"].to(self.device).clone()
+        motion[drop["motion"]] = float("nan")
+        kwargs: Dict[str, Any] = {"motion_magnitude": motion, "camera_c2w": batch["c2w"].to(self.device)}
+        keep = lambda k: (~drop[k]).to(z0.dtype).reshape(-1, *([1] * (z0.dim() - 1)))  # noqa: E731
+        if unet_cfg.static_conditioning:
+            kwargs["static_latents"] = z_static * keep("static")
+        if unet_cfg.image_conditioning:
+            kwargs["image_latents"] = z0[:, :, 0] * keep("image")[..., 0]
+        pred = self.unet(z_t, t, text.to(self.weight_dtype), **kwargs).sample
+        return L.total_loss(
+            pred, z0=z0, z_t=z_t, noise=noise, z_static=z_static, timesteps=t, alphas_cumprod=self.alphas_cumprod,
+            prediction_type=cfg.model.prediction_type, omega=cfg.loss.omega, mr_reduction=cfg.loss.mr_reduction,
+            mr_weighting=cfg.loss.mr_weighting,
+        )
+
+    # ------------------------------------------------------------------ outputs
+    def pipeline_unet(self):
+        unet = self.acc.unwrap_model(self.unet)
+        if self.ema is None:
+            return unet
+        copy = type(unet).from_config(unet.config)
+        copy.load_state_dict(unet.state_dict())
+        self.ema.copy_to(copy.parameters())
+        return copy
+
+    def write_pipeline(self, folder: Path) -> None:
+        from diffusers import DDIMScheduler
+
+        from diffusion4d.models import save_pipeline_folder
+
+        save_pipeline_folder(
+            folder, unet=self.pipeline_unet(), vae=self.vae, text_encoder=self.text_encoder, tokenizer=self.tokenizer,
+            scheduler=DDIMScheduler.from_config(self.noise_scheduler.config), training_config=self.cfg, atomic=False,
+        )
+
+    def checkpoint(self) -> None:
+        with_timing = time.perf_counter()
+        self.last_checkpoint = save_checkpoint(self.acc, self.out, self.step, self.write_pipeline, self.cfg.keep_last)
+        line = json.dumps({"step": self.step, "rank": self.rank, "checksum": _param_checksum(self.acc.unwrap_model(self.unet))})
+        with open(self.out / "replica_checksums.jsonl", "a") as fh:  # O_APPEND: one short line per rank
+            fh.write(line + "\n")
+        self.timings["checkpoint_s"] = self.timings.get("checkpoint_s", 0.0) + time.perf_counter() - with_timing
+
+    def validate(self) -> None:
+        ds = self.acc.state.deepspeed_plugin
+        if ds is not None and ds.zero_stage == 3:
+            log.warning("validation skipped under ZeRO-3 (sharded parameters)")
+            return
+        if not self.acc.is_main_process:
+            return
+        from diffusion4d.models import decode_latents
+        from train.validation import ddim_sample, write_mp4
+
+        v = self.cfg.validation
+        unet = self.pipeline_unet()
+        was_training = unet.training
+        unet.eval()
+        n = min(v.num_samples, len(self.dataset))
+        items = [self.dataset.load_pixels(i, 0) for i in range(n)]
+        prompts = [v.prompts[i % len(v.prompts)] if v.prompts else it["caption"] for i, it in enumerate(items)]
+        text = self.encode_text(prompts)
+        m = torch.tensor([it["motion_magnitude"] if v.motion_magnitude < 0 else v.motion_magnitude for it in items], device=self.device)
+        cond: Dict[str, Any] = {"motion_magnitude": m, "camera_c2w": torch.stack([it["c2w"] for it in items]).to(self.device)}
+        z_static = self.encode_frames(torch.stack([it["static_frames"] for it in items]))
+        z_first = self.encode_frames(torch.stack([it["frames"] for it in items]))
+        if unet.config.static_conditioning:
+            cond["static_latents"] = z_static
+        if unet.config.image_conditioning:
+            cond["image_latents"] = z_first[:, :, 0]
+        gen = torch.Generator().manual_seed(self.cfg.seed)
+        latents = ddim_sample(
+            unet, self.noise_scheduler.config, text, self.uncond.expand(n, -1, -1), tuple(z_first.shape),
+            num_inference_steps=v.num_inference_steps, guidance_scale=v.guidance_scale, generator=gen, **cond,
+        )
+        frames = decode_latents(self.vae, latents)  # [n, F, 3, H, W]
+        folder = self.out / "validation" / f"step-{self.step:06d}"
+        images = {}
+        for i in range(n):
+            write_mp4(frames[i], folder / f"{i:02d}.mp4", fps=v.fps)
+            (folder / f"{i:02d}.txt").write_text(prompts[i] + "\n")
+            images[f"validation/{i:02d}"] = torch.cat(list(frames[i]), dim=-1).permute(1, 2, 0).cpu().numpy()
+        for tracker in self.acc.trackers:
+            if tracker.name == "tensorboard":
+                for k, img in images.items():
+                    tracker.writer.add_image(k, img, self.step, dataformats="HWC")
+            elif tracker.name == "wandb":
+                import wandb
+
+                tracker.log({f"validation/{i:02d}": wandb.Video(str(folder / f"{i:02d}.mp4")) for i in range(n)}, step=self.step)
+        if was_training:
+            unet.train()
+        log.info("validation videos: %s", folder)
+
+    # ------------------------------------------------------------------ loop
+    def train(self, resume: Optional[str]) -> Dict[str, Any]:
+        cfg, acc = self.cfg, self.acc
+        ckpt = resolve_resume(self.out, resume)
+        if ckpt is not None:
+            acc.load_state(str(ckpt / "accelerate_state"))
+            self.step = step_of(ckpt)
+            self.last_checkpoint = ckpt
+            log.info("resumed from %s (step %d)", ckpt, self.step)
+        losses_path = self.out / "losses.jsonl"
+        bar = progress(total=cfg.max_steps, desc="train", unit="step")
+        bar.update(self.step)
+        history = []
+        start = time.perf_counter()
+        accum = cfg.gradient_accumulation_steps
+        while self.step < cfg.max_steps:
+            t0 = time.perf_counter()
+            totals = {"loss": 0.0, "ldm": 0.0, "mr": 0.0}
+            for micro in range(accum):
+                micro_step = self.step * accum + micro
+                batch = self.batch_at(micro_step)
+                with acc.accumulate(self.unet):
+                    out = self.loss_on(batch, micro_step)
+                    value = acc.gather(out["loss"].detach()[None]).mean().item()
+                    check_finite(value, self.step + 1, self.last_checkpoint)
+                    acc.backward(out["loss"])
+                    if acc.sync_gradients and cfg.optim.max_grad_norm > 0:
+                        acc.clip_grad_norm_(self.unet.parameters(), cfg.optim.max_grad_norm)
+                    self.optimizer.step()
+                    self.lr_scheduler.step()
+                    self.optimizer.zero_grad(set_to_none=True)
+                totals["loss"] += value / accum
+                totals["ldm"] += acc.gather(out["ldm"][None]).mean().item() / accum
+                totals["mr"] += acc.gather(out["mr"][None]).mean().item() / accum
+            if self.ema is not None:
+                self.ema.step(self.acc.unwrap_model(self.unet).parameters())
+            self.step += 1
+            record = {"step": self.step, **totals, "lr": self.lr_scheduler.get_last_lr()[0], "step_s": time.perf_counter() - t0}
+            history.append(record)
+            bar.update(1)
+            bar.set_postfix(loss=f"{totals['loss']:.4f}")
+            if acc.is_main_process:
+                with open(losses_path, "a") as fh:
+                    fh.write(json.dumps(record) + "\n")
+                if self.step % cfg.log_every == 0:
+                    acc.log({f"train/{k}": v for k, v in record.items() if k != "step"}, step=self.step)
+            last = self.step == cfg.max_steps
+            if (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0) or last:
+                self.checkpoint()
+            if (cfg.validation.every and self.step % cfg.validation.every == 0) or (last and cfg.validation.at_end):
+                self.validate()
+        bar.close()
+        summary = {
+            "steps": self.step,
+            "first_loss": history[0]["loss"] if history else None,
+            "last_loss": history[-1]["loss"] if history else None,
+            "seconds": time.perf_counter() - start,
+            "checkpoint": str(self.last_checkpoint) if self.last_checkpoint else None,
+            "world_size": self.world,
+            **self.timings,
+        }
+        if acc.is_main_process:
+            (self.out / "train_summary.json").write_text(json.dumps(summary, indent=2))
+        acc.end_training()
+        return {"summary": summary, "history": history}
+
+
+def run(cfg: TrainConfig, resume: Optional[str] = None) -> Dict[str, Any]:
+    """Train according to ``cfg``; returns ``{"summary": ..., "history": [per-step records]}``."""
+    trainer = Trainer(cfg)
+    trainer.setup()
+    return trainer.train(resume)
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="train/finetune.py", description="Fine-tune the 4D-aware video diffusion model.")
+    p.add_argument("--config", required=True, help="YAML preset, e.g. configs/train/tiny.yaml")
+    p.add_argument("--resume", default=None, help="'latest' or a checkpoint-<step> folder")
+    p.add_argument("overrides", nargs="*", help="key.sub=value config overrides")
+    return p.parse_args(argv)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point; exit codes: 0 done, 1 diverged, 2 bad input."""
+    setup_logging()
+    args = parse_args(argv)
+    try:
+        cfg = load_config(TrainConfig, args.config, args.overrides)
+        run(cfg, args.resume)
+    except (ConfigError, UserError) as err:
+        print(f"train/finetune.py: error: {err}", file=sys.stderr)
+        return 2
+    except TrainingDiverged as err:
+        print(f"train/finetune.py: error: {err}", file=sys.stderr)
+        return 1
+    return 0
