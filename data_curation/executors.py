@@ -36,6 +36,7 @@ def _worker_loop(conn, fn: Callable) -> None:  # runs in the child
     import os
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    conn.send("ready")  # start-up (imports) does not count against the first task's timeout
     while True:
         try:
             item = conn.recv()
@@ -66,6 +67,7 @@ class _Worker:
         self.proc = ctx.Process(target=_worker_loop, args=(child, fn), daemon=True)
         self.proc.start()
         child.close()
+        self.ready = False
         self.task = None
         self.started = 0.0
 
@@ -76,34 +78,47 @@ class _Worker:
         self.conn.close()
 
 
-def run_local(fn: Callable, tasks: Iterable, cfg: Any, workers: int, timeout: float) -> Iterator[Tuple[Any, Dict[str, Any]]]:
-    """Process pool with a per-task deadline (see the module docstring)."""
+def run_local(fn: Callable, tasks: Iterable, cfg: Any, workers: int, timeout: float,
+              startup_timeout: float = 600.0) -> Iterator[Tuple[Any, Dict[str, Any]]]:
+    """Process pool with a per-task deadline (see the module docstring).
+
+    A task's clock starts when a ready worker receives it; a worker that cannot start within
+    ``startup_timeout`` seconds is an error of the environment (RuntimeError).
+    """
     ctx = mp.get_context("spawn")
     pending = iter(tasks)
     pool = [_Worker(ctx, fn) for _ in range(max(1, workers))]
+    spawned_at = time.monotonic()
     exhausted = False
     try:
         while True:
-            for i, w in enumerate(pool):
-                if w.task is None and not exhausted:
+            for w in pool:
+                if w.ready and w.task is None and not exhausted:
                     task = next(pending, None)
                     if task is None:
                         exhausted = True
                         break
-                    try:
-                        w.conn.send((task, cfg))
-                    except (BrokenPipeError, OSError):  # died while idle: replace and retry
-                        w.kill()
-                        pool[i] = w = _Worker(ctx, fn)
-                        w.conn.send((task, cfg))
+                    w.conn.send((task, cfg))
                     w.task, w.started = task, time.monotonic()
             busy = [w for w in pool if w.task is not None]
-            if not busy:
+            if exhausted and not busy:
                 return
-            now = time.monotonic()
-            next_deadline = min(w.started + timeout for w in busy)
-            ready = wait([w.conn for w in busy] + [w.proc.sentinel for w in busy], timeout=max(0.0, next_deadline - now))
+            starting = [w for w in pool if not w.ready]
+            if not busy and starting and time.monotonic() - spawned_at > startup_timeout:
+                raise RuntimeError(f"curation workers did not start within {startup_timeout:g} s")
+            deadline = min([w.started + timeout for w in busy], default=time.monotonic() + 5.0)
+            watch = [w.conn for w in busy + starting] + [w.proc.sentinel for w in busy + starting]
+            ready = wait(watch, timeout=max(0.0, deadline - time.monotonic()))
             for i, w in enumerate(pool):
+                if not w.ready:
+                    if w.conn in ready:
+                        try:
+                            w.ready = w.conn.recv() == "ready"
+                        except (EOFError, OSError):
+                            raise RuntimeError(f"a curation worker died at start-up (exit code {w.proc.exitcode})") from None
+                    elif w.proc.sentinel in ready:
+                        raise RuntimeError(f"a curation worker died at start-up (exit code {w.proc.exitcode})")
+                    continue
                 if w.task is None:
                     continue
                 task = w.task
@@ -114,16 +129,19 @@ def run_local(fn: Callable, tasks: Iterable, cfg: Any, workers: int, timeout: fl
                         result = failure(task, f"worker_crashed: worker exited with code {w.proc.exitcode}", time.monotonic() - w.started)
                         w.kill()
                         pool[i] = _Worker(ctx, fn)
+                        spawned_at = time.monotonic()
                     else:
                         w.task = None
                     yield task, result
                 elif w.proc.sentinel in ready or not w.proc.is_alive():
                     w.kill()
                     pool[i] = _Worker(ctx, fn)
+                    spawned_at = time.monotonic()
                     yield task, failure(task, f"worker_crashed: worker exited with code {w.proc.exitcode}", time.monotonic() - w.started)
                 elif time.monotonic() - w.started >= timeout:
                     w.kill()
                     pool[i] = _Worker(ctx, fn)
+                    spawned_at = time.monotonic()
                     logger.warning("asset %s timed out after %.0f s; worker killed", getattr(task, "uid", task), timeout)
                     yield task, failure(task, f"timeout: no result after {timeout:g} s (worker killed)", timeout)
     finally:

@@ -41,15 +41,19 @@ def test_save_load_round_trip(pipe, tmp_path):
 
 
 def test_trainer_checkpoint_loads_as_pipeline(pipe, tmp_path):
+    from diffusers import DDPMScheduler
+
     from diffusion4d.models.checkpoint import save_pipeline_folder
 
+    training_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)  # what the trainer saves
     folder = save_pipeline_folder(
         tmp_path / "trained",
         unet=pipe.unet,
-        scheduler=pipe.scheduler,
+        scheduler=training_scheduler,
         text_encoder=pipe.text_encoder,
         tokenizer=pipe.tokenizer,
         training_config={"preset": "tiny"},
     )
     loaded = Diffusion4DPipeline.from_pretrained(folder)
+    assert type(loaded.scheduler).__name__ == "DDIMScheduler"  # sampled with DDIM, same schedule
     np.testing.assert_array_equal(_sample(pipe), _sample(loaded))

@@ -209,7 +209,10 @@ class FastRenderer:
         if self.resolve is not self.fbo:
             ctx.copy_framebuffer(self.resolve, self.fbo)
         raw = np.frombuffer(self.resolve.read(components=4, alignment=1), dtype=np.uint8)
-        premult = raw.reshape(self.height, self.width, 4)[::-1].astype(np.float32)
-        alpha = premult[..., 3:4]
-        rgb = np.where(alpha > 0, premult[..., :3] * 255.0 / np.maximum(alpha, 1.0), 0.0)
-        return np.concatenate([np.clip(np.rint(rgb), 0, 255), alpha], axis=-1).astype(np.uint8)
+        out = raw.reshape(self.height, self.width, 4)[::-1].copy()
+        alpha = out[..., 3]
+        edge = (alpha > 0) & (alpha < 255)  # premultiplied -> straight alpha where coverage is partial
+        if edge.any():
+            a = alpha[edge].astype(np.float32)[:, None]
+            out[edge, :3] = np.clip(np.rint(out[edge, :3].astype(np.float32) * 255.0 / a), 0, 255).astype(np.uint8)
+        return out

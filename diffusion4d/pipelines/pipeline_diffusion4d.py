@@ -102,7 +102,8 @@ class Diffusion4DPipeline(DiffusionPipeline):
     Components:
         unet: the 4D-aware :class:`~diffusion4d.models.UNet4DConditionModel`.
         text_encoder, tokenizer: the text stack (``encode_prompts``; ``""`` = unconditional).
-        scheduler: the sampler (``make_scheduler("ddim" | "dpm", config)``).
+        scheduler: the sampler (``make_scheduler("ddim" | "dpm", config)``); a training
+            ``DDPMScheduler`` (as the trainer saves it) is replaced by DDIM on the same schedule.
         vae: ``AutoencoderKL`` or None (pixel space, the tiny CPU preset).
         image_encoder, feature_extractor: optional CLIP vision encoder for image tokens.
         prior_unet: optional frozen static 3D prior for ``prior="separate"`` (a
@@ -124,6 +125,11 @@ class Diffusion4DPipeline(DiffusionPipeline):
         prior_unet=None,
     ):
         super().__init__()
+        if type(scheduler).__name__ == "DDPMScheduler":
+            # a trainer checkpoint stores its training scheduler: sample with DDIM, the paper's sampler
+            from diffusion4d.pipelines.schedulers import make_scheduler
+
+            scheduler = make_scheduler("ddim", scheduler.config)
         self.register_modules(
             unet=unet,
             text_encoder=text_encoder,
