@@ -108,7 +108,8 @@ def main(argv=None) -> int:
     lines = [
         f"\n## Sampling ({datetime.date.today().isoformat()})\n",
         f"Machine: {cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__} threads {torch.get_num_threads()}, "
-        f"device {device}, Python {platform.python_version()}; command: `python benchmarks/sample.py"
+        f"device {device}, load average {os.getloadavg()[0]:.1f} at the end (other jobs running inflate CPU times), "
+        f"Python {platform.python_version()}; command: `python benchmarks/sample.py"
         f"{' --quick' if args.quick else ''}{f' --threads {args.threads}' if args.threads else ''}`.\n",
         f"Model: the tiny CPU preset (configs/train/tiny.yaml): pixel space, {cfg.data.num_frames} frames at {res}x{res}, "
         f"UNet {n_params / 1e6:.2f} M parameters, MiniLM text encoder; untrained weights (cost only). "

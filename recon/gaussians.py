@@ -83,11 +83,12 @@ class GaussianModel(nn.Module):
         sh_degree: int = 0,
         init_opacity: float = 0.1,
         generator: Optional[torch.Generator] = None,
+        scale_factor: float = 1.0,
     ) -> "GaussianModel":
         """``num_points`` Gaussians uniformly in the box ``[-extent/2, extent/2]^3`` with random colours."""
         points = (torch.rand(num_points, 3, generator=generator) - 0.5) * extent
         colors = torch.rand(num_points, 3, generator=generator)
-        return cls.from_points(points, colors, sh_degree, init_opacity)
+        return cls.from_points(points, colors, sh_degree, init_opacity, scale_factor)
 
     # access -------------------------------------------------------------------------------------
     def __len__(self) -> int:

@@ -125,7 +125,9 @@ def reconstruct(
 
     # 2. coarse / canonical
     gen = torch.Generator().manual_seed(cfg.seed)
-    model = GaussianModel.random(cfg.init.num_points, cfg.init.extent, cfg.init.sh_degree, cfg.init.init_opacity, gen).to(dev)
+    model = GaussianModel.random(
+        cfg.init.num_points, cfg.init.extent, cfg.init.sh_degree, cfg.init.init_opacity, gen, cfg.init.scale_factor
+    ).to(dev)
     if static is not None:
         t0 = [0] if 0 in train_idx else []
         coarse_views = Views.cat([static, dyn.subset(t0)]) if t0 else static

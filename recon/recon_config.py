@@ -17,6 +17,7 @@ class InitConfig:
     extent: float = 1.0  # side of the init box (the asset lives in the unit box)
     sh_degree: int = 1  # spherical-harmonics degree of the colours (0 = view-independent)
     init_opacity: float = 0.1  # initial opacity of every Gaussian
+    scale_factor: float = 0.5  # initial scale = this x mean distance to the 3 nearest neighbours
 
     def validate(self) -> None:
         if not 0 <= self.sh_degree <= 3:
