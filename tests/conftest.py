@@ -21,3 +21,7 @@ def _seed_everything():
     np.random.seed(0)
     torch.manual_seed(0)
     yield
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: takes more than ~20 s (multi-process, Blender, Ray, browser); deselect with -m 'not slow'")
