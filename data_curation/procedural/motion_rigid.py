@@ -58,18 +58,20 @@ class TranslationFamily(MotionFamily):
     name = "translation"
     _PHRASES = {"bounce": "bouncing", "slide": "sliding side to side",
                 "circle": "moving in a circle"}
-    _SIZE = 0.7  # leaves 0.4 of travel inside the motion box
+    # Curation normalises by the bounds at t0, so travel is measured in units of the t0 size:
+    # 0.7 wide with at most ~0.17 of travel stays inside the camera's view after normalisation.
+    _SIZE = 0.7
 
     def sample(self, rng: np.random.Generator, spec: AssetSpec) -> None:
         amp = spec.motion_amplitude
         spec.variant = str(rng.choice(list(self._PHRASES)))
         cycles = int(rng.integers(1, 3))
         if spec.variant == "bounce":
-            spec.params = {"height": 0.1 + 0.28 * amp, "cycles": cycles}
+            spec.params = {"height": 0.05 + 0.12 * amp, "cycles": cycles}
         elif spec.variant == "slide":
-            spec.params = {"distance": 0.08 + 0.3 * amp, "cycles": cycles}
+            spec.params = {"distance": 0.05 + 0.12 * amp, "cycles": cycles}
         else:
-            spec.params = {"radius": 0.04 + 0.15 * amp, "cycles": 1}
+            spec.params = {"radius": 0.03 + 0.07 * amp, "cycles": 1}
         spec.params["size"] = self._SIZE
 
     def phrase(self, spec: AssetSpec) -> str:
@@ -103,7 +105,7 @@ class ScalingFamily(MotionFamily):
     def sample(self, rng: np.random.Generator, spec: AssetSpec) -> None:
         amp = spec.motion_amplitude
         spec.variant = str(rng.choice(list(self._PHRASES)))
-        spec.params = {"strength": 0.1 + (0.4 if spec.variant == "pulse" else 0.35) * amp,
+        spec.params = {"strength": 0.06 + (0.16 if spec.variant == "pulse" else 0.2) * amp,
                        "cycles": int(rng.integers(1, 3)), "size": 0.8}
 
     def phrase(self, spec: AssetSpec) -> str:
