@@ -81,6 +81,30 @@ def test_image_and_static_3d_inputs(checkpoints, tmp_path, capsys):
     assert read_clip(out / "st" / "dynamic").frames.shape == (4, 16, 16, 4)
 
 
+def test_reconstruct_hands_the_clip_to_recon(checkpoints, tmp_path, capsys, monkeypatch):
+    import recon
+
+    calls = []
+
+    def fake_reconstruct(clip_dir, output_dir, **kwargs):  # records the call; recon has its own tests
+        calls.append((clip_dir, output_dir, kwargs))
+        return {"psnr": 1.0}
+
+    monkeypatch.setattr(recon, "reconstruct", fake_reconstruct)
+    out = tmp_path / "out"
+    code, _, err = _generate(
+        ["--model", str(checkpoints / "text"), "--prompt", "x", "--steps", "1", "--guidance", "0", "0",
+         "--reconstruct", "--recon-preset", "test", "--output", str(out)],
+        capsys,
+    )
+    assert code == 0, err
+    (clip_dir, output_dir, kwargs) = calls[0]
+    assert clip_dir == str(out / "x" / "dynamic") and output_dir == str(out / "x" / "recon")
+    assert kwargs["preset"] == "test"
+    gen = json.loads((out / "x" / "generation.json").read_text())
+    assert gen["recon_metrics"] == {"psnr": 1.0} and "reconstruct" in gen["timings"]
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [

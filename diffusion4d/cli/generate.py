@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import re
 import time
 from pathlib import Path
@@ -184,6 +185,10 @@ def load_pipeline(model_dir: Path, device: str, scheduler: str):
     from diffusion4d.pipelines import Diffusion4DPipeline
     from diffusion4d.pipelines.schedulers import make_scheduler
 
+    if os.environ.get("DIFFUSION4D_NO_PROGRESS") == "1":
+        from diffusers.utils import logging as diffusers_logging
+
+        diffusers_logging.disable_progress_bar()
     try:
         pipe = Diffusion4DPipeline.from_pretrained(str(model_dir))
     except UserError:
