@@ -11,6 +11,8 @@ protocol of each metric and the weight files they need.
 
 from __future__ import annotations
 
+import math
+import pickle
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,6 +31,7 @@ log = get_logger(__name__)
 
 CLIP_METRICS = ("clip_f", "clip_o", "clip_text")
 PIXEL_METRICS = ("psnr", "ssim", "lpips")
+FVD_BATCH = 8  # I3D clips per forward pass
 REFERENCES = ("gt", "image", "text")
 
 
@@ -111,8 +114,29 @@ def _resolve_device(device: str) -> str:
     return device
 
 
-def _load_models(cfg: EvalConfig, device: str, result: EvalResult) -> _Models:
+def _resolve_weights(cfg: EvalConfig) -> Dict[str, Union[str, Path, W.MissingWeights]]:
+    """Locate every network the requested metrics need (cheap: no model is loaded, no torch import).
+
+    With ``cfg.strict`` a missing one raises :class:`UserError` here, before any work is done.
+    """
+    found: Dict[str, Union[str, Path, W.MissingWeights]] = {}
+    if any(m in CLIP_METRICS for m in cfg.metrics):
+        found["clip"] = W.resolve_clip(cfg.clip_model, cfg.weights_dir)
+    if "lpips" in cfg.metrics:
+        found["lpips"] = W.resolve_lpips_backbone(cfg.lpips_net, cfg.weights_dir)
+    if "fvd" in cfg.metrics:
+        found["fvd"] = W.resolve_i3d(cfg.weights_dir)
+    if cfg.strict:
+        for where in found.values():
+            if isinstance(where, W.MissingWeights):
+                raise UserError(where.line())
+    return found
+
+
+def _load_models(cfg: EvalConfig, found: Dict[str, Any], device: str, result: EvalResult) -> _Models:
+    """Load the located networks; a missing or unusable one marks its metrics n/a (or raises with --strict)."""
     models = _Models()
+    clip_wanted = [m for m in cfg.metrics if m in CLIP_METRICS]
 
     def missing(metrics: Sequence[str], miss: W.MissingWeights) -> None:
         if cfg.strict:
@@ -121,43 +145,37 @@ def _load_models(cfg: EvalConfig, device: str, result: EvalResult) -> _Models:
             models.missing[m] = miss.line()
         result.note(f"{', '.join(metrics)}: n/a for every method. {miss.line()}")
 
-    clip_wanted = [m for m in cfg.metrics if m in CLIP_METRICS]
-    if clip_wanted:
-        from eval.clip_scores import ClipLoadError, ClipScorer
-
-        where = W.resolve_clip(cfg.clip_model, cfg.weights_dir)
+    for name, metrics in (("clip", clip_wanted), ("lpips", ["lpips"]), ("fvd", ["fvd"])):
+        where = found.get(name)
+        if where is None:
+            continue
         if isinstance(where, W.MissingWeights):
-            missing(clip_wanted, where)
-        else:
-            try:
-                models.clip = ClipScorer.from_pretrained(where, device)
-                result.settings["clip_model"] = where
-            except ClipLoadError as err:
-                missing(clip_wanted, err.missing)
-    if "lpips" in cfg.metrics:
-        from eval.lpips_metric import build_lpips
+            missing(metrics, where)
+            continue
+        try:
+            if name == "clip":
+                from eval.clip_scores import ClipScorer
 
-        where = W.resolve_lpips_backbone(cfg.lpips_net, cfg.weights_dir)
-        if isinstance(where, W.MissingWeights):
-            missing(["lpips"], where)
-        else:
-            try:
+                models.clip = ClipScorer.from_pretrained(str(where), device)
+                result.settings["clip_model"] = str(where)
+            elif name == "lpips":
+                from eval.lpips_metric import build_lpips
+
                 models.lpips = build_lpips(where, cfg.lpips_net, device)
                 result.settings["lpips_backbone"] = str(where)
-            except (ValueError, RuntimeError) as err:
-                missing(["lpips"], W.MissingWeights("lpips", str(where), [str(where)], f"unusable checkpoint: {err}"))
-    if "fvd" in cfg.metrics:
-        from eval.fvd_metric import load_detector
+            else:
+                from eval.fvd_metric import load_detector
 
-        where = W.resolve_i3d(cfg.weights_dir)
-        if isinstance(where, W.MissingWeights):
-            missing(["fvd"], where)
-        else:
-            try:
                 models.fvd = load_detector(where, device)
                 result.settings["i3d_detector"] = str(where)
-            except (ValueError, RuntimeError, KeyError) as err:
-                missing(["fvd"], W.MissingWeights("fvd", str(where), [str(where)], f"unusable I3D file: {err}"))
+        except (OSError, ValueError, RuntimeError, KeyError, pickle.UnpicklingError) as err:
+            # a corrupt or wrong file: reported like a missing one (ClipLoadError is a RuntimeError)
+            from eval.clip_scores import ClipLoadError
+
+            miss = err.missing if isinstance(err, ClipLoadError) else W.MissingWeights(
+                name, str(where), [str(where)], f"unusable file ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
+            )
+            missing(metrics, miss)
     return models
 
 
@@ -185,11 +203,14 @@ class _Evaluator:
     def __init__(self, cfg: EvalConfig, models: _Models, result: EvalResult):
         self.cfg, self.models, self.result = cfg, models, result
         self.gt_cache: Dict[str, Any] = {}
-        self.gt_feats: Dict[str, np.ndarray] = {}
+        self.gt_feats: Dict[str, bool] = {}  # gt clips already queued for FVD
         self.gt_embeds: Dict[str, Any] = {}
         self.text_cache: Dict[str, Any] = {}
         self.reasons: Dict[Tuple[str, str], Counter] = defaultdict(Counter)
-        self.fvd_pairs: Dict[str, List[Tuple[np.ndarray, np.ndarray]]] = {}  # method -> (pred, gt) features
+        # FVD: I3D inputs are queued and run in batches; features are keyed "pred:<method>:<uid>" / "gt:<dir>"
+        self.fvd_queue: List[Tuple[str, Any]] = []
+        self.fvd_features: Dict[str, np.ndarray] = {}
+        self.fvd_pairs: Dict[str, List[Tuple[str, str]]] = {}  # method -> [(pred key, gt key)]
 
     # -- cached loads --
     def gt_clip(self, clip_dir: Path):
@@ -247,14 +268,14 @@ class _Evaluator:
         if "fvd" in cfg.metrics and models.fvd is not None and gt is not None:
             from eval.fvd_metric import preprocess
 
-            def feats(rgb: np.ndarray) -> np.ndarray:
-                x = preprocess(rgb, resolution=cfg.fvd_resolution, rule=cfg.fvd_frames)[None]
-                return models.fvd(x).numpy()[0]
-
-            key = str(gt_dir)
-            if key not in self.gt_feats:
-                self.gt_feats[key] = feats(gt_rgb)
-            self.fvd_pairs.setdefault(method, []).append((feats(pred_rgb), self.gt_feats[key]))
+            pred_key, gt_key = f"pred:{method}:{uid}", f"gt:{gt_dir}"
+            if gt_key not in self.gt_feats:
+                self.gt_feats[gt_key] = True
+                self.fvd_queue.append((gt_key, preprocess(gt_rgb, resolution=cfg.fvd_resolution, rule=cfg.fvd_frames)))
+            self.fvd_queue.append((pred_key, preprocess(pred_rgb, resolution=cfg.fvd_resolution, rule=cfg.fvd_frames)))
+            self.fvd_pairs.setdefault(method, []).append((pred_key, gt_key))
+            if len(self.fvd_queue) >= FVD_BATCH:
+                self.flush_fvd()
 
         if "time" in row:
             asset_dir = pred_dir.parent
@@ -265,6 +286,17 @@ class _Evaluator:
             else:
                 self.fail(method, "time", "no timings in generation.json / metrics.json")
         return row
+
+    def flush_fvd(self) -> None:
+        """Run the I3D on the queued clips (one batch)."""
+        if not self.fvd_queue:
+            return
+        import torch
+
+        keys = [k for k, _ in self.fvd_queue]
+        feats = self.models.fvd(torch.stack([x for _, x in self.fvd_queue])).numpy()
+        self.fvd_features.update(zip(keys, feats))
+        self.fvd_queue.clear()
 
     def _clip(self, method, uid, row, pred, pred_rgb, pred_dir, gt, gt_rgb, gt_dir) -> None:
         from eval.clip_scores import cosine, nearest_azimuth_indices
@@ -340,13 +372,14 @@ class _Evaluator:
 def evaluate(cfg: EvalConfig) -> EvalResult:
     """Compute every requested metric for every method; write tables when ``cfg.output`` is set."""
     cfg.validate()
+    found = _resolve_weights(cfg)
     device = _resolve_device(cfg.device)
     result = EvalResult(task=cfg.task, reference=cfg.reference, methods=list(cfg.preds), metrics=list(cfg.metrics))
     result.settings.update(
         {k: v for k, v in asdict(cfg).items() if k not in ("output", "formats")}
         | {"device": device, "background": "white (RGBA composited over 1.0)"}
     )
-    models = _load_models(cfg, device, result)
+    models = _load_models(cfg, found, device, result)
     ev = _Evaluator(cfg, models, result)
 
     gt_clips = list_clip_dirs(cfg.gt, cfg.mode) if cfg.gt else {}
@@ -379,13 +412,18 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
             row = ev.asset(method, uid, pred_dir, gt_dir)
             if asset_metrics:
                 result.per_asset[method][uid] = {m: row.get(m) for m in asset_metrics}
+        ev.flush_fvd()
 
     for method in cfg.preds:
         rows = result.per_asset[method]
         result.summary[method] = {}
         for metric in cfg.metrics:
             if METRIC_INFO[metric].per_asset:
-                result.summary[method][metric] = summarize([r.get(metric) for r in rows.values()])
+                values = [r.get(metric) for r in rows.values()]
+                result.summary[method][metric] = summarize(values)
+                n_inf = sum(1 for v in values if v is not None and math.isinf(v))
+                if n_inf:
+                    result.note(f"{method}: {metric} is inf for {n_inf} asset(s) (frames identical to the ground truth), so its mean is inf; see the per-asset table")
             elif metric == "fvd":
                 result.summary[method][metric] = _fvd(method, ev, result)
             elif metric == "motion":
@@ -414,8 +452,8 @@ def _fvd(method: str, ev: _Evaluator, result: EvalResult) -> Optional[Summary]:
         result.mark_na(method, "fvd", reason)
         result.note(f"{method}: fvd n/a: {reason}")
         return None
-    pred = np.stack([p for p, _ in pairs])
-    gt = np.stack([g for _, g in pairs])
+    pred = np.stack([ev.fvd_features[p] for p, _ in pairs])
+    gt = np.stack([ev.fvd_features[g] for _, g in pairs])
     if len(pairs) < pred.shape[1]:
         result.note(f"fvd: {len(pairs)} clips per set for {pred.shape[1]}-d features: the covariances are rank deficient (as with the paper's 20 assets); compare FVD only between runs on the same assets")
     return Summary(fvd_from_features(pred, gt), None, len(pairs))

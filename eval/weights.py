@@ -63,6 +63,13 @@ class MissingWeights:
         return f"{self.metric}: missing {self.filename} (searched: {where}); {self.how}"
 
 
+def torch_hub_dir() -> Path:
+    """``torch.hub.get_dir()`` without importing torch: ``$TORCH_HOME/hub``, default
+    ``$XDG_CACHE_HOME/torch/hub`` (``~/.cache/torch/hub``)."""
+    torch_home = os.environ.get("TORCH_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "torch")
+    return Path(torch_home).expanduser() / "hub"
+
+
 def search_dirs(weights_dir: Optional[Union[str, Path]] = None) -> List[Path]:
     """Folders searched for weight files, in order (see the module docstring)."""
     dirs: List[Path] = []
@@ -71,12 +78,7 @@ def search_dirs(weights_dir: Optional[Union[str, Path]] = None) -> List[Path]:
     env = os.environ.get(ENV_VAR)
     if env:
         dirs.append(Path(env).expanduser())
-    try:
-        import torch.hub
-
-        dirs.append(Path(torch.hub.get_dir()) / "checkpoints")
-    except Exception:  # pragma: no cover - torch always present in practice
-        pass
+    dirs.append(torch_hub_dir() / "checkpoints")
     dirs.append(Path.home() / ".cache" / "diffusion4d")
     seen, unique = set(), []
     for d in dirs:

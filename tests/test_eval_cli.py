@@ -132,6 +132,7 @@ def test_strict_missing_weights_exits_2_with_one_line(data, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow  # ~10-30 s on 2 loaded cores: builds a tiny CLIP, a random AlexNet and a tiny I3D
 def test_all_metrics_with_tiny_stand_in_weights(data, tmp_path, no_weights):
     from diffusion4d.cli import main
     from eval.testing_utils import write_random_lpips_backbone, write_tiny_clip, write_tiny_i3d
