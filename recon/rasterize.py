@@ -37,6 +37,10 @@ BACKENDS: Tuple[str, ...] = ("auto", "gsplat", "torch")
 ALPHA_MAX: float = 0.999
 #: a pixel is finished once its transmittance would fall to this value
 TRANSMITTANCE_MIN: float = 1e-4
+#: default tile side of the torch backend: every tile evaluates all its pixels against all the
+#: Gaussians overlapping it, so small tiles waste less work on pixels a Gaussian cannot reach
+#: (measured on CPU: 4 px tiles are 2-5x faster than 16 px ones at 32-64 px)
+TORCH_TILE_SIZE: int = 4
 
 
 def gsplat_available() -> bool:
@@ -104,7 +108,7 @@ def rasterize(
     *,
     eps2d: float = 0.3,
     near_plane: float = 0.01,
-    tile_size: int = 16,
+    tile_size: Optional[int] = None,
     chunk_elements: int = 1 << 22,
 ) -> Tuple[Tensor, Tensor, Dict[str, Any]]:
     """Render C views of N 3D Gaussians.
@@ -116,8 +120,10 @@ def rasterize(
             (``max(SH + 0.5, 0)``, directions from the camera centre to the Gaussian).
         viewmats: world-to-camera, OpenCV axes. Ks: pinhole intrinsics in pixels.
         background: colour composited behind the Gaussians (None: black / nothing).
-        eps2d, near_plane: as gsplat. tile_size, chunk_elements: torch-backend tiling and
-            the largest ``tiles x pixels x Gaussians`` batch it evaluates at once.
+        eps2d, near_plane: as gsplat. tile_size: tile side in pixels (default: 16 for gsplat,
+            :data:`TORCH_TILE_SIZE` for torch, whose cost grows with tile area x Gaussians per
+            tile). chunk_elements: the largest ``tiles x pixels x Gaussians`` batch the torch
+            backend evaluates at once.
 
     Returns:
         ``images [C, H, W, D]``, ``alphas [C, H, W, 1]`` and ``info`` with (as gsplat, non-packed)
@@ -131,6 +137,8 @@ def rasterize(
         >>> imgs, alphas, info = rasterize(means, quats, scales, opac, rgb, viewmats, Ks, 64, 64, backend="torch")
     """
     name = resolve_backend(backend, means.device)
+    if tile_size is None:
+        tile_size = 16 if name == "gsplat" else TORCH_TILE_SIZE
     if name == "gsplat":
         return _rasterize_gsplat(
             means, quats, scales, opacities, colors, viewmats, Ks, width, height,
@@ -218,6 +226,62 @@ def _chunks(counts: Tensor, pixels: int, budget: int) -> List[Tuple[Tensor, int]
     return out
 
 
+class _CompositeChunk(torch.autograd.Function):
+    """Front-to-back compositing of a batch of tiles, with a hand-written backward.
+
+    Inputs: ``coef [T, K, 6]`` (per tile-Gaussian quadratic form of the exponent
+    ``sigma - log(o)`` in the pixel offset from the tile centre), ``cols [T, K, D]``,
+    ``feats [P, 6]`` (the monomials of every tile pixel), ``valid [T, K]`` (padding mask).
+    Outputs ``rgb [T, P, D]`` and ``acc [T, P, 1]``.
+
+    Forward (per pixel, Gaussians in depth order): ``alpha_i = min(alpha_max, exp(-expo_i))``,
+    zeroed below 1/255 and from the Gaussian that would bring the transmittance to
+    ``<= 1e-4`` on; ``T_i = prod_{j<i} (1 - alpha_j)``; ``rgb = sum_i alpha_i T_i c_i``;
+    ``acc = 1 - prod_i (1 - alpha_i)``.
+
+    Backward (what autograd of the forward gives, in fewer passes over ``[T, P, K]``):
+    with ``g_i = c_i . dL/drgb`` and ``S_i = sum_{j>i} alpha_j T_j g_j``,
+    ``dL/dalpha_i = T_i g_i + (dL/dacc T_final - S_i) / (1 - alpha_i)``,
+    ``dL/dexpo_i = -alpha_i dL/dalpha_i`` where alpha is neither clamped nor dropped,
+    ``dL/dcoef = dL/dexpo^T feats`` and ``dL/dc_i = sum_p alpha_i T_i dL/drgb``.
+    The dense reference (autograd through the obvious loop) holds both equal in tests.
+    """
+
+    @staticmethod
+    def forward(ctx, coef: Tensor, cols: Tensor, feats: Tensor, valid: Tensor, alpha_max: float, log_t_min: float):
+        expo = torch.matmul(feats, coef.transpose(1, 2))  # [T, P, K] = sigma - log(o)
+        raw = torch.exp(expo.neg_())
+        del expo
+        ok = (raw >= ALPHA_THRESHOLD) & valid[:, None, :]
+        alpha = torch.where(ok, raw.clamp(max=alpha_max), 0.0)
+        log_1m = torch.log1p(-alpha)
+        keep = torch.cumsum(log_1m, dim=-1) > log_t_min  # stop at the Gaussian driving T to <= 1e-4
+        alpha = alpha * keep
+        log_1m = log_1m * keep
+        log_trans = torch.cumsum(log_1m, dim=-1)  # inclusive
+        trans = torch.exp(log_trans - log_1m)  # T_i (exclusive)
+        weights = alpha * trans
+        rgb = torch.matmul(weights, cols)  # [T, P, D]
+        t_final = torch.exp(log_trans[..., -1:])
+        grad_mask = ok & keep & (raw <= alpha_max)
+        ctx.save_for_backward(cols, feats, alpha, trans, weights, grad_mask, t_final)
+        return rgb, 1.0 - t_final
+
+    @staticmethod
+    def backward(ctx, grad_rgb: Tensor, grad_acc: Tensor):
+        cols, feats, alpha, trans, weights, grad_mask, t_final = ctx.saved_tensors
+        grad_cols = torch.matmul(weights.transpose(1, 2), grad_rgb) if ctx.needs_input_grad[1] else None
+        grad_coef = None
+        if ctx.needs_input_grad[0]:
+            g = torch.matmul(grad_rgb, cols.transpose(1, 2))  # [T, P, K]: c_i . dL/drgb
+            s = weights * g
+            after = s.sum(-1, keepdim=True) - torch.cumsum(s, dim=-1)  # sum_{j>i}
+            d_alpha = trans * g + (grad_acc * t_final - after) / (1.0 - alpha)
+            d_expo = torch.where(grad_mask, -(alpha * d_alpha), 0.0)
+            grad_coef = torch.matmul(d_expo.transpose(1, 2), feats)  # [T, K, 6]
+        return grad_coef, grad_cols, None, None, None, None
+
+
 def composite_tiles(
     means2d: Tensor,  # [C, N, 2]
     conics: Tensor,  # [C, N, 3]
@@ -263,18 +327,9 @@ def composite_tiles(
         mx, my = mu[..., 0], mu[..., 1]
         const = 0.5 * a * mx * mx + 0.5 * c * my * my + b * mx * my - torch.log(o_f[g].clamp_min(1e-10))
         coef = torch.stack([0.5 * a, 0.5 * c, b, -(a * mx + b * my), -(c * my + b * mx), const], -1)  # [T, K, 6]
-        expo = torch.matmul(feats, coef.transpose(1, 2))  # [T, P, K] = sigma - log(o)
-        alpha = torch.exp(-expo).clamp(max=alpha_max)
-        ok = (alpha >= ALPHA_THRESHOLD) & valid[:, None, :]
-        alpha = torch.where(ok, alpha, torch.zeros_like(alpha))
-        with torch.no_grad():  # stop at the Gaussian that would drive T to <= 1e-4 (excluded)
-            keep = torch.cumsum(torch.log1p(-alpha), dim=-1) > log_t_min
-        alpha = alpha * keep
-        log_1m = torch.log1p(-alpha)
-        log_trans = torch.cumsum(log_1m, dim=-1)  # inclusive
-        weights = alpha * torch.exp(log_trans - log_1m)  # alpha_i * T_i (exclusive)
-        rgb_parts.append(weights @ col_f[g])  # [T, P, D]
-        alpha_parts.append(1.0 - torch.exp(log_trans[..., -1:]))  # [T, P, 1]
+        rgb_c, acc_c = _CompositeChunk.apply(coef, col_f[g], feats, valid, alpha_max, log_t_min)
+        rgb_parts.append(rgb_c)  # [T, P, D]
+        alpha_parts.append(acc_c)  # [T, P, 1]
         done_tiles.append(tiles)
 
     n_tiles = C * th * tw
