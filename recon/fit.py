@@ -20,6 +20,7 @@ from diffusion4d.logging_utils import get_logger, progress
 from recon.deformation import HexPlaneDeformation, arap_loss, deform, knn_graph
 from recon.gaussians import GaussianModel
 from recon.losses import ssim
+from recon.optim import Adam
 from recon.rasterize import rasterize
 from recon.recon_config import DensifyConfig, ReconConfig
 
@@ -57,12 +58,13 @@ class Views:
 
 
 def load_views(clip_dir: Path, resolution: int, background: float, device: torch.device) -> Views:
-    """Read a clip folder; resize frames to ``resolution`` (longer side; 0 = native) and scale K."""
+    """Read a clip folder; downsample frames whose longer side exceeds ``resolution`` (0 = native;
+    smaller clips are kept at their native size: upsampling adds cost, not information) and scale K."""
     clip = read_clip(clip_dir)
     rgb = torch.from_numpy(frames_to_float(clip.frames, background))  # [F, H, W, 3]
     h, w = rgb.shape[1:3]
     Ks = torch.as_tensor(clip.cameras.K, dtype=torch.float32)
-    if resolution and max(h, w) != resolution:
+    if resolution and max(h, w) > resolution:
         s = resolution / max(h, w)
         nh, nw = max(1, round(h * s)), max(1, round(w * s))
         rgb = F.interpolate(rgb.permute(0, 3, 1, 2), size=(nh, nw), mode="area").permute(0, 2, 3, 1)
@@ -96,10 +98,10 @@ def render_gaussians(g: Dict[str, Tensor], views: Views, index, cfg: ReconConfig
     )  # fmt: skip
 
 
-def gaussian_optimizers(model: GaussianModel, cfg: ReconConfig, scale: float = 1.0) -> Dict[str, torch.optim.Optimizer]:
+def gaussian_optimizers(model: GaussianModel, cfg: ReconConfig, scale: float = 1.0) -> Dict[str, Adam]:
     """One Adam per parameter (the layout gsplat's strategies expect)."""
     return {
-        name: torch.optim.Adam([p], lr=getattr(cfg.lr, name) * scale, eps=1e-15)
+        name: Adam([p], lr=getattr(cfg.lr, name) * scale, eps=1e-15)
         for name, p in model.params.items()
     }
 
@@ -153,11 +155,11 @@ def fit_static(
     offsets = opt_off = None
     if offsets_l1 is not None:
         offsets = nn.Parameter(torch.zeros(len(views), len(model), 3, device=views.images.device))
-        opt_off = torch.optim.Adam([offsets], lr=cfg.lr.offsets)
+        opt_off = Adam([offsets], lr=cfg.lr.offsets)
     batch = max(1, min(cfg.coarse.batch_views, len(views)))
     gen = torch.Generator().manual_seed(cfg.seed)
     for step in progress(range(iterations), desc=desc):
-        idx = torch.randperm(len(views), generator=gen)[:batch].tolist()
+        idx = torch.randperm(len(views), generator=gen)[:batch].tolist() if batch < len(views) else list(range(len(views)))
         g = model.activated()
         if offsets is None:
             img, _, info = render_gaussians(g, views, idx, cfg, model.sh_degree)
@@ -202,7 +204,7 @@ def fit_deformation(
 ) -> int:
     """Fit ``field`` (and, if ``fine.train_gaussians``, the canonical Gaussians) to frames whose
     times differ: frame i is rendered from camera i with the Gaussians deformed to time i."""
-    opt_field = torch.optim.Adam(
+    opt_field = Adam(
         [
             {"params": list(field.planes.parameters()), "lr": cfg.lr.planes},
             {"params": list(field.trunk.parameters()) + list(field.heads.parameters()), "lr": cfg.lr.mlp},
@@ -213,7 +215,7 @@ def fit_deformation(
     batch = max(1, min(cfg.fine.batch_views, len(views)))
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     for step in progress(range(iterations), desc=desc):
-        idx = torch.randperm(len(views), generator=gen)[:batch].tolist()
+        idx = torch.randperm(len(views), generator=gen)[:batch].tolist() if batch < len(views) else list(range(len(views)))
         g = model.activated()
         loss = cfg.fine.tv_weight * field.total_variation()
         for i in idx:
@@ -244,15 +246,24 @@ def render_frames(
     cfg: ReconConfig,
     background: Optional[float] = None,
 ) -> Tuple[Tensor, Tensor]:
-    """Render frame i with camera i at time i; returns (premultiplied colours ``[F,H,W,3]``, alphas ``[F,H,W,1]``)."""
+    """Render frame i with camera i at time i; returns (premultiplied colours ``[F,H,W,3]``, alphas ``[F,H,W,1]``).
+
+    Frames sharing a time (a turntable, a static field) are deformed once and rasterised together."""
     g = model.activated()
-    cols, alphas = [], []
-    for i in range(viewmats.shape[0]):
-        gi = deform(g, field, float(times[i])) if field is not None else g
-        img, alpha, _ = rasterize(
-            gi["means"], gi["quats"], gi["scales"], gi["opacities"], gi["sh"], viewmats[i : i + 1], Ks[i : i + 1],
-            width, height, backend=cfg.backend, sh_degree=model.sh_degree, background=background,
-        )  # fmt: skip
-        cols.append(img[0].clamp(0, 1))
-        alphas.append(alpha[0])
-    return torch.stack(cols), torch.stack(alphas)
+    n = viewmats.shape[0]
+    cols = torch.empty(n, height, width, 3, device=viewmats.device)
+    alphas = torch.empty(n, height, width, 1, device=viewmats.device)
+    groups: Dict[float, List[int]] = {}
+    for i, t in enumerate(times.tolist()):
+        groups.setdefault(0.0 if field is None else t, []).append(i)
+    for t, index in groups.items():
+        gi = deform(g, field, t) if field is not None else g
+        for start in range(0, len(index), 8):  # bounded memory per call
+            j = torch.as_tensor(index[start : start + 8], device=viewmats.device)
+            img, alpha, _ = rasterize(
+                gi["means"], gi["quats"], gi["scales"], gi["opacities"], gi["sh"], viewmats[j], Ks[j],
+                width, height, backend=cfg.backend, sh_degree=model.sh_degree, background=background,
+            )  # fmt: skip
+            cols[j] = img.clamp(0, 1).to(cols.dtype)
+            alphas[j] = alpha.to(alphas.dtype)
+    return cols, alphas

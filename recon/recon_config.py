@@ -101,7 +101,7 @@ class OutputConfig:
 
 @dataclass
 class ReconConfig:
-    resolution: int = 128  # fitting resolution (frames are resized; 0 = native)
+    resolution: int = 128  # fitting resolution, longer side (larger frames are downsampled; 0 = native)
     background: float = 1.0  # background grey level (1 = white, the clip convention)
     seed: int = 0  # random seed
     backend: Literal["auto", "gsplat", "torch"] = "auto"  # rasterizer backend

@@ -107,3 +107,19 @@ def test_deformation_starts_at_identity_and_arap():
     assert arap_loss(g["means"], g["means"] * 1.5, nb) > 0
     out["means"].sum().backward()  # gradients reach the heads
     assert field.heads["means"].bias.grad is not None
+
+
+def test_adam_matches_torch_adam():
+    from recon.optim import Adam
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(5, 3, generator=g).requires_grad_(True)
+    b = a.detach().clone().requires_grad_(True)
+    ours, ref = Adam([a], lr=0.05, eps=1e-15), torch.optim.Adam([b], lr=0.05, eps=1e-15)
+    for step in range(6):
+        for p, opt in ((a, ours), (b, ref)):
+            (p.sin() * (step + 1)).sum().backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+    torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+    assert set(ours.state[a]) == {"step", "exp_avg", "exp_avg_sq"}
