@@ -40,13 +40,19 @@ def tiny_base_unet(model_cfg, latent_channels: int, sample_size: int, cross_atte
     from diffusers import UNet3DConditionModel
 
     widths = tuple(model_cfg.tiny_block_out_channels)
-    n = len(widths)
+    down = tuple(model_cfg.tiny_down_block_types)
+    valid = {"CrossAttnDownBlock3D", "DownBlock3D"}
+    if len(down) != len(widths) or not set(down) <= valid:
+        raise UserError(
+            f"model.tiny_down_block_types must list one of {sorted(valid)} per width in "
+            f"model.tiny_block_out_channels ({len(widths)}), got {list(down)}"
+        )
     return UNet3DConditionModel(
         sample_size=sample_size,
         in_channels=latent_channels,
         out_channels=latent_channels,
-        down_block_types=("CrossAttnDownBlock3D",) * (n - 1) + ("DownBlock3D",),
-        up_block_types=("UpBlock3D",) + ("CrossAttnUpBlock3D",) * (n - 1),
+        down_block_types=down,
+        up_block_types=tuple(b.replace("Down", "Up") for b in reversed(down)),
         block_out_channels=widths,
         layers_per_block=model_cfg.tiny_layers_per_block,
         norm_num_groups=min(8, widths[0]),

@@ -14,6 +14,7 @@ class ModelConfig:
     tiny_block_out_channels: List[int] = field(default_factory=lambda: [32, 64])  # tiny UNet widths
     tiny_layers_per_block: int = 1  # tiny UNet resnets per block
     tiny_attention_head_dim: int = 8  # tiny UNet attention head dim
+    tiny_down_block_types: List[str] = field(default_factory=lambda: ["CrossAttnDownBlock3D", "DownBlock3D"])  # tiny UNet down blocks (up blocks mirror them)
     motion_conditioning: bool = True  # motion-magnitude embedding
     camera_conditioning: bool = True  # per-frame camera embedding
     static_conditioning: bool = False  # static-orbit latents concatenated to the input
