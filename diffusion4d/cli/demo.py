@@ -163,7 +163,7 @@ def stage_train(run: DemoRun) -> dict:
         "--config", str(CONFIG_DIR.parent / "train" / "tiny.yaml"),
         f"data.root={run.curated_dir}", f"output_dir={run.train_dir}", f"max_steps={c.train_steps}",
         f"seed={c.seed}", f"data.resolution={c.train_resolution}", f"data.num_frames={c.frames}",
-        *c.train_overrides,
+        f"checkpoint_every={max(c.train_steps // 2, 1)}", "validation.every=0", *c.train_overrides,
     ]  # fmt: skip
     logger.info("$ accelerate launch train/finetune.py %s", " ".join(argv))
     status = train_main(argv)
@@ -173,12 +173,12 @@ def stage_train(run: DemoRun) -> dict:
 
 
 def _latest_checkpoint(run: DemoRun) -> Path:
-    from diffusion4d.models.checkpoint import find_latest_pipeline
+    from train.checkpointing import list_checkpoints
 
-    path = find_latest_pipeline(run.train_dir)
-    if path is None:
+    checkpoints = list_checkpoints(run.train_dir)
+    if not checkpoints:
         raise RuntimeError(f"training wrote no checkpoint under {run.train_dir}")
-    return path
+    return checkpoints[-1][1]
 
 
 def _motion_values(run: DemoRun) -> List[float]:

@@ -1,0 +1,34 @@
+"""The README's main command, end to end: ``diffusion4d demo --quick`` on a 2-core CPU."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from diffusion4d.cli.browser_check import find_chromium
+
+
+@pytest.mark.slow
+def test_quick_demo_runs_every_stage_and_reruns_skip(tmp_path):
+    out = tmp_path / "demo"
+    cmd = [sys.executable, "-m", "diffusion4d", "demo", "--quick", "--output", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    state = json.loads((out / "demo_state.json").read_text())["stages"]
+    assert list(state) == ["assets", "curate", "train", "generate", "reconstruct", "evaluate", "report"]
+    assert all(s["status"] == "done" for s in state.values())
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["curation"]["counts"]["accepted"] >= 2
+    assert metrics["training"]["loss_last_tenth"] < metrics["training"]["loss_first_tenth"]
+    assert len(metrics["motion_control"]["requested"]) >= 3
+    assert set(metrics["reconstruction"]) == {"generated", "ground_truth"}
+    html = (out / "report.html").read_text()
+    assert html.count("<video") >= 8 and "<svg" in html
+    if find_chromium() is not None:
+        assert state["report"]["browser"]["ok"] is True
+        assert (out / "report_screenshot.png").stat().st_size > 10_000
+    # a rerun skips every completed stage
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0
+    assert again.stderr.count("already done") == 7
