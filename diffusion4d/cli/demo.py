@@ -39,11 +39,11 @@ class DemoConfig:
     frames: int = 8  # frames per orbit (curation, training and generation)
     render_resolution: int = 64  # curation render size (pixels)
     train_resolution: int = 32  # training / generation size (pixels)
-    train_steps: int = 400  # optimisation steps of the tiny model
+    train_steps: int = 150  # optimisation steps of the tiny model
     train_overrides: List[str] = field(default_factory=list)  # extra trainer overrides (key=value)
     prompts: int = 3  # training captions generated as text-to-4D samples
     motion_sweep_quantiles: List[float] = field(default_factory=lambda: [0.0, 0.5, 1.0])  # sweep at these quantiles of the data's m (0 -> m = 0)
-    sampling_steps: int = 25  # DDIM steps
+    sampling_steps: int = 20  # DDIM steps
     guidance: List[float] = field(default_factory=lambda: [3.0, 0.5])  # w1, w2 of the 3D-aware CFG
     recon_preset: str = "demo"  # reconstruction preset (configs/recon)
     eval_metrics: str = "clip_f,clip_o,psnr,ssim,lpips,fvd,motion,time"  # metrics of eval/run_metrics.py
