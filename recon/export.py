@@ -111,14 +111,7 @@ def load_4d(output_dir: Path) -> Tuple[GaussianModel, Optional[HexPlaneDeformati
 
 
 def write_video(path: Path, frames: np.ndarray, fps: int) -> None:
-    """Write uint8 frames ``[N, H, W, 3]`` as an H.264 mp4 (imageio-ffmpeg)."""
-    import imageio.v2 as imageio
+    """Write uint8 frames ``[N, H, W, 3]`` as an H.264 mp4 (:func:`diffusion4d.io.write_video`)."""
+    from diffusion4d.io.video import write_video as _write
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    h, w = frames.shape[1:3]
-    if h % 2 or w % 2:  # yuv420p needs even sizes
-        frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-    with imageio.get_writer(str(path), fps=fps, codec="libx264", quality=8, macro_block_size=1,
-                            ffmpeg_log_level="error", pixelformat="yuv420p") as writer:  # fmt: skip
-        for frame in frames:
-            writer.append_data(frame)
+    _write(path, frames, fps=fps)

@@ -50,13 +50,8 @@ def ddim_sample(
 
 
 def write_mp4(frames: torch.Tensor, path: Path, fps: int = 8) -> Path:
-    """Frames ``[F, 3, H, W]`` in [0, 1] -> mp4 (H, W padded up to multiples of 16 by the writer)."""
-    import imageio.v2 as imageio
+    """Frames ``[F, 3, H, W]`` in [0, 1] -> H.264 mp4 (:func:`diffusion4d.io.write_video`)."""
+    from diffusion4d.io.video import write_video
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     arr = (frames.clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)
-    with imageio.get_writer(str(path), fps=fps, codec="libx264", macro_block_size=16, quality=8) as writer:
-        for frame in arr:
-            writer.append_data(frame)
-    return path
+    return write_video(path, arr, fps=fps)

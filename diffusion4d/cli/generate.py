@@ -207,18 +207,10 @@ def to_uint8(frames: np.ndarray) -> np.ndarray:
 
 
 def write_mp4(path: Path, frames: np.ndarray, fps: float) -> None:
-    """uint8 ``[F, H, W, 3]`` -> H.264 mp4 (imageio-ffmpeg; odd sizes are padded to even)."""
-    import imageio.v2 as imageio
+    """uint8 ``[F, H, W, 3]`` -> H.264 mp4 (:func:`diffusion4d.io.write_video`)."""
+    from diffusion4d.io.video import write_video
 
-    f, h, w = frames.shape[:3]
-    pad = ((0, 0), (0, h % 2), (0, w % 2), (0, 0))
-    frames = np.pad(frames, pad, mode="edge") if (h % 2 or w % 2) else frames
-    writer = imageio.get_writer(str(path), fps=fps, codec="libx264", quality=8, macro_block_size=1, pixelformat="yuv420p")
-    try:
-        for frame in frames:
-            writer.append_data(frame)
-    finally:
-        writer.close()
+    write_video(path, frames, fps=fps)
 
 
 def write_gif(path: Path, frames: np.ndarray, fps: float) -> None:
