@@ -19,7 +19,7 @@ BENCHMARKS = ("render", "train_step", "sample", "recon")
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default=",".join(BENCHMARKS), help="comma-separated subset of " + ", ".join(BENCHMARKS))
-    parser.add_argument("--quick", action="store_true", help="pass --quick to every benchmark (smaller sizes)")
+    parser.add_argument("--quick", action="store_true", help="pass --quick to the benchmarks that have a smaller mode")
     args = parser.parse_args()
     names = [n.strip() for n in args.only.split(",") if n.strip()]
     unknown = sorted(set(names) - set(BENCHMARKS))
@@ -28,7 +28,8 @@ def main() -> int:
     failures = []
     for name in names:
         script = HERE / f"{name}.py"
-        cmd = [sys.executable, str(script)] + (["--quick"] if args.quick else [])
+        quick = args.quick and "--quick" in script.read_text()
+        cmd = [sys.executable, str(script)] + (["--quick"] if quick else [])
         print(f"== {name}: {' '.join(cmd)}", flush=True)
         start = time.perf_counter()
         proc = subprocess.run(cmd)
