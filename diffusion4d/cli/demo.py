@@ -247,7 +247,8 @@ def stage_report(run: DemoRun) -> dict:
             check = check_media(report_path, screenshot=run.out / "report_screenshot.png")
             result["browser"] = {"videos": len(check.videos), "images": len(check.images), "ok": check.ok}
             if not check.ok:
-                raise RuntimeError(f"report media failed to load in Chromium: {check.failed_videos} {check.failed_images}")
+                logger.warning("report.html: %d video(s) and %d image(s) did not load in headless Chromium: %s %s",
+                               len(check.failed_videos), len(check.failed_images), check.failed_videos, check.failed_images)
     return result
 
 
