@@ -84,3 +84,25 @@ def test_check_finite_message():
     check_finite(1.0, 3, None)
     with pytest.raises(TrainingDiverged, match="loss is nan at step 4.*checkpoint-3"):
         check_finite(float("nan"), 4, "runs/x/checkpoint-3")
+
+
+@pytest.mark.parametrize("pt", ["epsilon", "v_prediction"])
+def test_min_snr_weights_match_per_timestep_formula(pt):
+    # cosine schedule: alpha_bar at t = T-1 is ~0 (SNR ~ 0), where min(SNR, g) / SNR must stay finite
+    s = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type=pt)
+    t = torch.tensor([0, 10, 200, 500, 800, 999])
+    w = L.min_snr_weights(5.0, pt, s.alphas_cumprod, t)
+    for i, ti in enumerate(t.tolist()):
+        a = float(s.alphas_cumprod[ti])
+        snr = a / (1 - a)
+        expected = (1.0 if snr <= 5.0 else 5.0 / snr) if pt == "epsilon" else min(snr, 5.0) / (snr + 1)
+        assert math.isclose(float(w[i]), expected, rel_tol=1e-5, abs_tol=1e-7), (ti, float(w[i]), expected)
+    assert L.min_snr_weights(0.0, pt, s.alphas_cumprod, t) is None
+
+
+def test_weighted_ldm_loss_is_per_sample_weighted_mean():
+    pred, target = torch.randn(3, 2, 4, 3, 3), torch.randn(3, 2, 4, 3, 3)
+    w = torch.tensor([0.5, 1.0, 2.0])
+    expected = sum(w[b] * ((pred[b] - target[b]) ** 2).mean() for b in range(3)) / 3
+    torch.testing.assert_close(L.ldm_loss(pred, target, w), expected)
+    torch.testing.assert_close(L.ldm_loss(pred, target, torch.ones(3)), L.ldm_loss(pred, target))

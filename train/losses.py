@@ -51,9 +51,36 @@ def predicted_clean_sample(
     raise ValueError(f"prediction_type must be 'epsilon' or 'v_prediction', got {prediction_type!r}")
 
 
-def ldm_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Noise-prediction MSE (mean over every element), in float32."""
-    return F.mse_loss(prediction.float(), target.float())
+def ldm_loss(prediction: torch.Tensor, target: torch.Tensor, weights: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Noise-prediction MSE in float32: the mean over every element, or with per-sample
+    ``weights`` ``[B]`` the mean over the batch of ``w_b * mean_b((pred - target)^2)``."""
+    if weights is None:
+        return F.mse_loss(prediction.float(), target.float())
+    per_sample = (prediction.float() - target.float()).pow(2).flatten(1).mean(1)
+    return (per_sample * weights.to(per_sample)).mean()
+
+
+def min_snr_weights(
+    gamma: float, prediction_type: PredictionType, alphas_cumprod: torch.Tensor, timesteps: torch.Tensor
+) -> Optional[torch.Tensor]:
+    """Min-SNR-gamma loss weights ``[B]`` (Hang et al., ICCV 2023), or None when ``gamma <= 0``.
+
+    ``SNR_t = alpha_bar_t / (1 - alpha_bar_t)``; the x0-space weight ``min(SNR_t, gamma)`` becomes
+    ``min(SNR_t, gamma) / SNR_t`` for epsilon targets and ``min(SNR_t, gamma) / (SNR_t + 1)`` for v
+    targets. It stops the low-noise timesteps from dominating the gradient, which speeds up
+    convergence severalfold (the reason the tiny CPU preset uses it).
+    """
+    if gamma <= 0:
+        return None
+    a = alphas_cumprod.to(timesteps.device)[timesteps.long()].double()
+    snr = a / (1 - a)
+    if prediction_type == "epsilon":
+        w = torch.where(snr > gamma, gamma / snr, torch.ones_like(snr))  # min(SNR, gamma) / SNR, finite at SNR = 0
+    elif prediction_type == "v_prediction":
+        w = snr.clamp(max=gamma) / (snr + 1)
+    else:
+        raise ValueError(f"prediction_type must be 'epsilon' or 'v_prediction', got {prediction_type!r}")
+    return w.float()
 
 
 def motion_reconstruction_loss(
@@ -100,10 +127,12 @@ def total_loss(
     omega: float,
     mr_reduction: Literal["mean", "sum"] = "mean",
     mr_weighting: Literal["none", "alpha_bar_sq"] = "alpha_bar_sq",
+    snr_gamma: float = 0.0,
 ) -> Dict[str, torch.Tensor]:
-    """``{"loss": L_ldm + omega * L_mr, "ldm": L_ldm, "mr": L_mr}``."""
+    """``{"loss": L_ldm + omega * L_mr, "ldm": L_ldm, "mr": L_mr}``; ``snr_gamma > 0`` weights
+    L_ldm per sample with :func:`min_snr_weights`."""
     target = diffusion_target(prediction_type, alphas_cumprod, z0, noise, timesteps)
-    l_ldm = ldm_loss(prediction, target)
+    l_ldm = ldm_loss(prediction, target, min_snr_weights(snr_gamma, prediction_type, alphas_cumprod, timesteps))
     if omega:
         zhat0 = predicted_clean_sample(prediction_type, alphas_cumprod, z_t.float(), prediction.float(), timesteps)
         weights = mr_weights(mr_weighting, alphas_cumprod, timesteps)

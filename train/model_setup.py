@@ -101,6 +101,7 @@ def build_components(model_cfg, data_cfg) -> Components:
         beta_start=0.00085,
         beta_end=0.012,
         prediction_type=model_cfg.prediction_type,
+        timestep_spacing=model_cfg.timestep_spacing,
         clip_sample=False,
     )
     return Components(unet=unet, vae=vae, tokenizer=tokenizer, text_encoder=text_encoder, noise_scheduler=noise_scheduler)

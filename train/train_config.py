@@ -21,7 +21,8 @@ class ModelConfig:
     image_conditioning: bool = False  # first-view latents concatenated (image-to-4D)
     prediction_type: Literal["epsilon", "v_prediction"] = "epsilon"  # scheduler prediction type
     num_train_timesteps: int = 1000  # DDPM training timesteps
-    beta_schedule: str = "scaled_linear"  # scheduler beta schedule (ModelScope: scaled_linear)
+    beta_schedule: str = "scaled_linear"  # scheduler beta schedule (ModelScope: scaled_linear; pixel space: squaredcos_cap_v2)
+    timestep_spacing: Literal["leading", "trailing", "linspace"] = "leading"  # sampler timesteps ("trailing" starts at t = T-1)
     gradient_checkpointing: bool = False  # recompute UNet blocks in backward
 
 
@@ -46,6 +47,7 @@ class LossConfig:
     omega: float = 0.1  # weight of the motion-magnitude reconstruction loss L_mr
     mr_reduction: Literal["mean", "sum"] = "mean"  # motion magnitude form inside L_mr
     mr_weighting: Literal["none", "alpha_bar_sq"] = "alpha_bar_sq"  # per-timestep L_mr weight (none = Eq. 2 literally)
+    snr_gamma: float = 0.0  # Min-SNR-gamma weighting of L_ldm (0 = off, the paper's plain MSE; 5 is the usual value)
 
 
 @dataclass

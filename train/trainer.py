@@ -229,7 +229,7 @@ class Trainer:
         return L.total_loss(
             pred, z0=z0, z_t=z_t, noise=noise, z_static=z_static, timesteps=t, alphas_cumprod=self.alphas_cumprod,
             prediction_type=cfg.model.prediction_type, omega=cfg.loss.omega, mr_reduction=cfg.loss.mr_reduction,
-            mr_weighting=cfg.loss.mr_weighting,
+            mr_weighting=cfg.loss.mr_weighting, snr_gamma=cfg.loss.snr_gamma,
         )
 
     # ------------------------------------------------------------------ outputs

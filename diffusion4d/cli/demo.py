@@ -38,9 +38,10 @@ class DemoConfig:
     assets: int = 14  # procedural assets to generate
     frames: int = 8  # frames per orbit (curation, training and generation)
     render_resolution: int = 64  # curation render size (pixels)
-    train_resolution: int = 32  # training / generation size (pixels)
-    train_steps: int = 150  # optimisation steps of the tiny model
+    train_resolution: int = 16  # training / generation size (pixels; 16 px trains 4x faster than 32 px on CPU)
+    train_steps: int = 1000  # optimisation steps of the tiny model
     train_overrides: List[str] = field(default_factory=list)  # extra trainer overrides (key=value)
+    threads: int = 0  # torch CPU threads of the training stage (0 = torch's default, all cores)
     prompts: int = 3  # training captions generated as text-to-4D samples
     motion_sweep_quantiles: List[float] = field(default_factory=lambda: [0.0, 0.5, 1.0])  # sweep at these quantiles of the data's m (0 -> m = 0)
     sampling_steps: int = 20  # DDIM steps
@@ -163,7 +164,8 @@ def stage_train(run: DemoRun) -> dict:
         "--config", str(CONFIG_DIR.parent / "train" / "tiny.yaml"),
         f"data.root={run.curated_dir}", f"output_dir={run.train_dir}", f"max_steps={c.train_steps}",
         f"seed={c.seed}", f"data.resolution={c.train_resolution}", f"data.num_frames={c.frames}",
-        f"checkpoint_every={max(c.train_steps // 2, 1)}", "validation.every=0", *c.train_overrides,
+        f"checkpoint_every={max(c.train_steps // 2, 1)}", "validation.every=0", f"num_threads={c.threads}",
+        *c.train_overrides,
     ]  # fmt: skip
     logger.info("$ accelerate launch train/finetune.py %s", " ".join(argv))
     status = train_main(argv)
