@@ -74,8 +74,20 @@ def test_checkpoints_outputs_and_reload(runs):
     unet = parts["unet"]
     assert isinstance(unet, UNet4DConditionModel) and unet.config.num_frames == 4
     trained = load_file(str(ck / "accelerate_state" / "model.safetensors"))
+    # the tiny preset keeps an EMA: the pipeline folder holds the EMA weights (accelerate's
+    # custom_checkpoint_0 is the EMAModel state), accelerate_state the raw trained weights
+    ema = torch.load(ck / "accelerate_state" / "custom_checkpoint_0.pkl", weights_only=False)
+    names = [k for k, _ in unet.named_parameters()]
+    assert len(names) == len(ema["shadow_params"])
+    shadow = dict(zip(names, ema["shadow_params"]))
+    differs = 0
     for k, v in unet.state_dict().items():
-        assert torch.equal(v, trained[k]), k
+        if k in shadow:
+            assert torch.equal(v, shadow[k].to(v)), k
+            differs += not torch.equal(v, trained[k])
+        else:  # buffers
+            assert torch.equal(v, trained[k]), k
+    assert differs > 0  # the EMA is not the raw model
     assert type(parts["scheduler"]).__name__ == "DDIMScheduler"
     try:
         from diffusion4d.pipelines import Diffusion4DPipeline
