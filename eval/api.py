@@ -16,7 +16,7 @@ import pickle
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Union
 
 import numpy as np
 
@@ -203,7 +203,7 @@ class _Evaluator:
     def __init__(self, cfg: EvalConfig, models: _Models, result: EvalResult):
         self.cfg, self.models, self.result = cfg, models, result
         self.gt_cache: Dict[str, Any] = {}
-        self.gt_feats: Dict[str, bool] = {}  # gt clips already queued for FVD
+        self.fvd_gt_queued: Set[str] = set()  # gt clips already queued for FVD
         self.gt_embeds: Dict[str, Any] = {}
         self.text_cache: Dict[str, Any] = {}
         self.reasons: Dict[Tuple[str, str], Counter] = defaultdict(Counter)
@@ -269,8 +269,8 @@ class _Evaluator:
             from eval.fvd_metric import preprocess
 
             pred_key, gt_key = f"pred:{method}:{uid}", f"gt:{gt_dir}"
-            if gt_key not in self.gt_feats:
-                self.gt_feats[gt_key] = True
+            if gt_key not in self.fvd_gt_queued:
+                self.fvd_gt_queued.add(gt_key)
                 self.fvd_queue.append((gt_key, preprocess(gt_rgb, resolution=cfg.fvd_resolution, rule=cfg.fvd_frames)))
             self.fvd_queue.append((pred_key, preprocess(pred_rgb, resolution=cfg.fvd_resolution, rule=cfg.fvd_frames)))
             self.fvd_pairs.setdefault(method, []).append((pred_key, gt_key))

@@ -98,6 +98,11 @@ def render_gaussians(g: Dict[str, Tensor], views: Views, index, cfg: ReconConfig
     )  # fmt: skip
 
 
+def _pick_views(n: int, batch: int, gen: torch.Generator) -> List[int]:
+    """``batch`` random view indices out of ``n`` (all of them, in order, when ``batch >= n``)."""
+    return torch.randperm(n, generator=gen)[:batch].tolist() if batch < n else list(range(n))
+
+
 def gaussian_optimizers(model: GaussianModel, cfg: ReconConfig, scale: float = 1.0) -> Dict[str, Adam]:
     """One Adam per parameter (the layout gsplat's strategies expect)."""
     return {
@@ -159,7 +164,7 @@ def fit_static(
     batch = max(1, min(cfg.coarse.batch_views, len(views)))
     gen = torch.Generator().manual_seed(cfg.seed)
     for step in progress(range(iterations), desc=desc):
-        idx = torch.randperm(len(views), generator=gen)[:batch].tolist() if batch < len(views) else list(range(len(views)))
+        idx = _pick_views(len(views), batch, gen)
         g = model.activated()
         if offsets is None:
             img, _, info = render_gaussians(g, views, idx, cfg, model.sh_degree)
@@ -215,7 +220,7 @@ def fit_deformation(
     batch = max(1, min(cfg.fine.batch_views, len(views)))
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     for step in progress(range(iterations), desc=desc):
-        idx = torch.randperm(len(views), generator=gen)[:batch].tolist() if batch < len(views) else list(range(len(views)))
+        idx = _pick_views(len(views), batch, gen)
         g = model.activated()
         loss = cfg.fine.tv_weight * field.total_variation()
         for i in idx:

@@ -67,8 +67,9 @@ def min_snr_weights(
 
     ``SNR_t = alpha_bar_t / (1 - alpha_bar_t)``; the x0-space weight ``min(SNR_t, gamma)`` becomes
     ``min(SNR_t, gamma) / SNR_t`` for epsilon targets and ``min(SNR_t, gamma) / (SNR_t + 1)`` for v
-    targets. It stops the low-noise timesteps from dominating the gradient, which speeds up
-    convergence severalfold (the reason the tiny CPU preset uses it).
+    targets. It stops the low-noise timesteps from dominating the gradient (reported to speed up
+    convergence severalfold; on the tiny CPU preset it weakened text conditioning, so that preset
+    leaves it off: docs/training.md).
     """
     if gamma <= 0:
         return None
