@@ -1,27 +1,124 @@
-"""Deformation fields over time: a HexPlane + small MLP heads (4DGS), and per-frame offsets (4Real).
+"""Deformation fields over time: a HexPlane + small MLP heads (4DGS), an optional per-time
+rigid motion, and the as-rigid-as-possible penalty (4Real).
 
 :class:`HexPlaneDeformation` factorises a 4D (x, y, z, t) feature field into six planes
 (xy, xz, yz, xt, yt, zt) at one or more spatial resolutions (K-Planes / HexPlane). A point's
 feature is the Hadamard product of its six bilinear plane samples, concatenated over
-resolutions; MLP heads map it to deltas of position, rotation (added to the quaternion) and
-log-scale. The heads' last layers start at zero, so training begins from the canonical set.
+resolutions; MLP heads map it to deltas of position, rotation (added to the quaternion),
+log-scale and, optionally, DC colour (lighting baked into the frames changes as a part turns).
+The heads' last layers start at zero, so training begins from the canonical set.
+
+A position-offset field cannot represent a large rotation well: an object spinning 15 degrees
+per frame needs offsets as large as the object, different for every point and time. With
+``rigid_knots > 0`` the field also holds a :class:`RigidMotion` (one rotation + translation per
+time knot) applied *after* the local offsets, so the HexPlane only models what is not rigid:
+
+    x'(t) = R(t) (x + dx(x, t) - c) + c + T(t),    q'(t) = q_R(t) * (q + dq(x, t))
 """
 
 from __future__ import annotations
 
 import itertools
-from typing import Dict, List, Sequence, Tuple
+import math
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from recon.projection import quat_to_rotmat
+
 #: coordinate pairs of the six planes: (x,y) (x,z) (y,z) (x,t) (y,t) (z,t)
 PLANE_AXES: List[Tuple[int, int]] = list(itertools.combinations(range(4), 2))
 
 
+def quat_multiply(a: Tensor, b: Tensor) -> Tensor:
+    """Hamilton product of quaternions ``[..., 4]`` (w, x, y, z), broadcasting."""
+    aw, ax, ay, az = a.unbind(-1)
+    bw, bx, by, bz = b.unbind(-1)
+    return torch.stack(
+        [
+            aw * bw - ax * bx - ay * by - az * bz,
+            aw * bx + ax * bw + ay * bz - az * by,
+            aw * by - ax * bz + ay * bw + az * bx,
+            aw * bz + ax * by - ay * bx + az * bw,
+        ],
+        dim=-1,
+    )
+
+
+def axis_angle_to_quat(v: Tensor) -> Tensor:
+    """Rotation vectors ``[..., 3]`` (axis * angle in radians, any magnitude) -> unit quaternions ``[..., 4]``.
+
+    Smooth at zero: ``sin(a/2)/a`` is replaced by its Taylor series below 1e-4 rad."""
+    angle = v.norm(dim=-1, keepdim=True)
+    small = angle < 1e-4
+    safe = torch.where(small, torch.ones_like(angle), angle)
+    k = torch.where(small, 0.5 - angle * angle / 48.0, torch.sin(safe / 2) / safe)
+    return torch.cat([torch.cos(angle / 2), v * k], dim=-1)
+
+
+class RigidMotion(nn.Module):
+    """A rotation and a translation per time knot (knot ``k`` at time ``k / (K-1)``), about ``centre``.
+
+    ``forward(t) -> (quat [4], translation [3])``. Rotations are stored as rotation vectors and
+    interpolated linearly between knots in that space (exact for a fixed axis, and free of the
+    q / -q ambiguity of slerp over several turns). Knot 0 is the identity: the canonical set is
+    the scene at t0. :meth:`extrapolate` initialises not-yet-fitted knots at constant velocity,
+    which lets a time curriculum track a spin far beyond what a gradient step could find.
+    """
+
+    def __init__(self, knots: int) -> None:
+        super().__init__()
+        if knots < 2:
+            raise ValueError("a rigid motion needs at least 2 time knots")
+        self.knots = knots
+        self.rotvecs = nn.Parameter(torch.zeros(knots - 1, 3))  # knots 1..K-1; knot 0 is the identity
+        self.translations = nn.Parameter(torch.zeros(knots - 1, 3))
+        self.register_buffer("centre", torch.zeros(3))
+        self.register_buffer("fitted", torch.tensor(1))  # knots [0, fitted) have been reached by the curriculum
+
+    def knot_values(self) -> Tuple[Tensor, Tensor]:
+        """All knots: rotation vectors ``[K, 3]`` and translations ``[K, 3]`` (row 0 = identity)."""
+        zero = self.rotvecs.new_zeros(1, 3)
+        return torch.cat([zero, self.rotvecs]), torch.cat([zero, self.translations])
+
+    def forward(self, t: float) -> Tuple[Tensor, Tensor]:
+        rot, trans = self.knot_values()
+        x = min(max(float(t), 0.0), 1.0) * (self.knots - 1)
+        k = min(int(x), self.knots - 2)
+        w = x - k
+        v = (1 - w) * rot[k] + w * rot[k + 1]
+        return axis_angle_to_quat(v), (1 - w) * trans[k] + w * trans[k + 1]
+
+    def knot_index_after(self, t: float) -> int:
+        """The first knot at or after time ``t`` (the last knot that frame time ``t`` depends on)."""
+        return min(self.knots - 1, math.ceil(float(t) * (self.knots - 1) - 1e-6))
+
+    @torch.no_grad()
+    def extrapolate(self, until: int) -> None:
+        """Set knots ``fitted .. until`` by constant-velocity extrapolation from the two before them."""
+        for k in range(int(self.fitted), until + 1):
+            for p in (self.rotvecs, self.translations):
+                prev = p[k - 2] if k >= 2 else p.new_zeros(3)
+                prev2 = p[k - 3] if k >= 3 else p.new_zeros(3)
+                p[k - 1] = 2 * prev - prev2
+        self.fitted.fill_(max(int(self.fitted), until + 1))
+
+    def acceleration(self) -> Tensor:
+        """Mean squared second difference of the fitted knots (rotation vectors and translations)."""
+        rot, trans = self.knot_values()
+        n = int(self.fitted)
+        rot, trans = rot[:n], trans[:n]
+        if n < 3:
+            return rot.sum() * 0
+        d2 = lambda x: x[2:] - 2 * x[1:-1] + x[:-2]  # noqa: E731
+        return d2(rot).pow(2).mean() + d2(trans).pow(2).mean()
+
+
 class HexPlaneDeformation(nn.Module):
-    """``forward(means [N,3], t) -> (d_means [N,3], d_quats [N,4], d_log_scales [N,3])``."""
+    """``forward(means [N,3], t) -> {"means": [N,3], "quats": [N,4], "scales": [N,3], "colour": [N,3] | None}``
+    (deltas in the canonical frame; see :func:`deform` for how they and :attr:`rigid` compose)."""
 
     def __init__(
         self,
@@ -30,11 +127,14 @@ class HexPlaneDeformation(nn.Module):
         features: int = 16,
         hidden: int = 64,
         bound: float = 1.0,
+        colour: bool = False,
+        rigid_knots: int = 0,
     ) -> None:
         super().__init__()
         self.config = dict(
-            resolutions=list(resolutions), time_resolution=time_resolution, features=features, hidden=hidden, bound=bound
-        )
+            resolutions=list(resolutions), time_resolution=time_resolution, features=features, hidden=hidden, bound=bound,
+            colour=colour, rigid_knots=rigid_knots,
+        )  # fmt: skip
         self.bound = bound
         self.planes = nn.ParameterList()
         for res in resolutions:
@@ -49,9 +149,12 @@ class HexPlaneDeformation(nn.Module):
         dim = features * len(resolutions)
         self.trunk = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
         self.heads = nn.ModuleDict({"means": nn.Linear(hidden, 3), "quats": nn.Linear(hidden, 4), "scales": nn.Linear(hidden, 3)})
+        if colour:
+            self.heads["colour"] = nn.Linear(hidden, 3)
         for head in self.heads.values():
             nn.init.zeros_(head.weight)
             nn.init.zeros_(head.bias)
+        self.rigid = RigidMotion(rigid_knots) if rigid_knots else None
 
     def features(self, means: Tensor, t: float) -> Tensor:
         """HexPlane features ``[N, F * len(resolutions)]`` at positions ``means`` and time ``t`` in [0, 1]."""
@@ -70,9 +173,11 @@ class HexPlaneDeformation(nn.Module):
             out.append(feat)
         return torch.cat(out, dim=-1)
 
-    def forward(self, means: Tensor, t: float) -> Tuple[Tensor, Tensor, Tensor]:
+    def forward(self, means: Tensor, t: float) -> Dict[str, Optional[Tensor]]:
         h = self.trunk(self.features(means, t))
-        return self.heads["means"](h), self.heads["quats"](h), self.heads["scales"](h)
+        out: Dict[str, Optional[Tensor]] = {k: head(h) for k, head in self.heads.items()}
+        out.setdefault("colour", None)
+        return out
 
     def total_variation(self) -> Tensor:
         """Squared-difference smoothness of every plane (both axes), plus a second-order
@@ -87,13 +192,30 @@ class HexPlaneDeformation(nn.Module):
         return tv
 
 
-def deform(gaussians: Dict[str, Tensor], field: nn.Module, t: float) -> Dict[str, Tensor]:
-    """Apply ``field`` at time ``t`` to activated Gaussians (``means, quats, scales, opacities, sh``)."""
-    d_means, d_quats, d_scales = field(gaussians["means"], t)
+def deform(gaussians: Dict[str, Tensor], field: HexPlaneDeformation, t: float) -> Dict[str, Tensor]:
+    """Apply ``field`` at time ``t`` to activated Gaussians (``means, quats, scales, opacities, sh``).
+
+    Local deltas first (in the canonical frame), then the rigid motion when the field has one.
+    View-dependent SH bands are not rotated with the rigid motion (degree 0 and 1 presets)."""
+    d = field(gaussians["means"], t)
     out = dict(gaussians)
-    out["means"] = gaussians["means"] + d_means
-    out["quats"] = gaussians["quats"] + d_quats
-    out["scales"] = gaussians["scales"] * torch.exp(d_scales)
+    means = gaussians["means"] + d["means"]
+    quats = gaussians["quats"] + d["quats"]
+    out["scales"] = gaussians["scales"] * torch.exp(d["scales"])
+    if d["colour"] is not None:
+        sh = gaussians["sh"]
+        out["sh"] = torch.cat([sh[:, :1] + d["colour"][:, None], sh[:, 1:]], dim=1)
+    out["means"], out["quats"] = means, quats
+    return apply_rigid(out, field.rigid, t) if field.rigid is not None else out
+
+
+def apply_rigid(gaussians: Dict[str, Tensor], rigid: RigidMotion, t: float) -> Dict[str, Tensor]:
+    """Move Gaussians (``means [N,3]``, ``quats [N,4]``) by ``rigid`` at time ``t`` about its centre."""
+    q, trans = rigid(t)
+    c = rigid.centre
+    out = dict(gaussians)
+    out["means"] = (gaussians["means"] - c) @ quat_to_rotmat(q).t() + c + trans
+    out["quats"] = quat_multiply(q, gaussians["quats"])
     return out
 
 

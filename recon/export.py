@@ -14,7 +14,7 @@ from diffusion4d.io import atomic_write_json
 from recon.deformation import HexPlaneDeformation
 from recon.gaussians import GaussianModel
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 def ply_fields(sh_rest: int) -> list:
@@ -86,8 +86,10 @@ def save_4d(output_dir: Path, model: GaussianModel, field: Optional[HexPlaneDefo
         "num_gaussians": len(model),
         "sh_degree": model.sh_degree,
         "deformation": None if field is None else {"class": "HexPlaneDeformation", "config": field.config},
-        "parameterisation": "means, quats (wxyz), scales (log), opacities (logit), sh0/shN; deformation "
-        "adds d_means, d_quats and d_log_scales at time t in [0, 1]",
+        "parameterisation": "means, quats (wxyz), scales (log), opacities (logit), sh0/shN; at time t in [0, 1] "
+        "the deformation adds d_means, d_quats, d_log_scales (and d_sh0 with config.colour), then, with "
+        "config.rigid_knots, applies the rigid motion: x' = R(t)(x - centre) + centre + T(t), q' = q_R(t) q, "
+        "rotation vectors and translations linear between knots k / (rigid_knots - 1)",
         **meta,
     }
     atomic_write_json(json_path, info)

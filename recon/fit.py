@@ -6,6 +6,7 @@ number of steps run; the order of the stages lives in :mod:`recon.pipeline`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -17,7 +18,7 @@ from torch import Tensor, nn
 
 from diffusion4d.io import frames_to_float, read_clip
 from diffusion4d.logging_utils import get_logger, progress
-from recon.deformation import HexPlaneDeformation, arap_loss, deform, knn_graph
+from recon.deformation import HexPlaneDeformation, apply_rigid, arap_loss, deform, knn_graph
 from recon.gaussians import GaussianModel
 from recon.losses import ssim
 from recon.optim import Adam
@@ -192,9 +193,87 @@ def fit_static(
     return iterations
 
 
-def make_deformation(cfg: ReconConfig) -> HexPlaneDeformation:
+def make_deformation(cfg: ReconConfig, num_frames: int) -> HexPlaneDeformation:
+    """The fine-stage field from ``cfg.fine``; ``rigid_knots=-1`` puts a knot at each of ``num_frames`` frames."""
     f = cfg.fine
-    return HexPlaneDeformation(f.resolutions, f.time_resolution, f.features, f.hidden, bound=max(cfg.init.extent, 1.0))
+    knots = max(num_frames, 2) if f.rigid_knots == -1 else f.rigid_knots
+    return HexPlaneDeformation(
+        f.resolutions, f.time_resolution, f.features, f.hidden, bound=max(cfg.init.extent, 1.0),
+        colour=f.colour, rigid_knots=knots,
+    )  # fmt: skip
+
+
+def curriculum_size(step: int, num_frames: int, iterations: int, fraction: float) -> int:
+    """How many frames (in time order) the fine stage uses at ``step``: all of them when
+    ``fraction`` is 0, else one more every ``fraction * iterations / num_frames`` steps."""
+    ramp = fraction * iterations
+    if ramp <= 0:
+        return num_frames
+    return min(num_frames, 1 + int(step * num_frames / ramp))
+
+
+def _pyramid_loss(img: Tensor, target: Tensor, factor: int, cfg: ReconConfig) -> Tensor:
+    """Photometric loss of images ``[B, H, W, 3]`` after ``factor`` x area downsampling of both."""
+    if factor > 1:
+        pool = lambda x: F.avg_pool2d(x.permute(0, 3, 1, 2), factor, ceil_mode=True).permute(0, 2, 3, 1)  # noqa: E731
+        img, target = pool(img), pool(target)
+    return photometric_loss(img, target, cfg)
+
+
+#: rotation offsets (degrees) tried about each axis before a new knot is refined by gradient
+TRACK_SEARCH_DEGREES = (-30.0, -20.0, -10.0, 10.0, 20.0, 30.0)
+
+
+def track_rigid_knot(model: GaussianModel, field: HexPlaneDeformation, frame: Views, cfg: ReconConfig) -> float:
+    """Fit the rigid knot that frame ``frame`` (one view) ends on, everything else frozen.
+
+    First a search: the knot's current rotation (a constant-velocity guess) and offsets of
+    :data:`TRACK_SEARCH_DEGREES` about each axis, scored on blurred images; then
+    ``fine.track_steps`` Adam steps per level of an image pyramid, coarsest first (a blurred
+    image has a wide basin; textures alias at full resolution). Returns the final loss."""
+    rigid = field.rigid
+    t = float(frame.times[0])
+    k = rigid.knot_index_after(t)
+    if k == 0 or cfg.fine.track_steps <= 0:
+        return float("nan")
+    levels = [2**i for i in reversed(range(max(1, cfg.fine.track_levels)))]
+    target = frame.images
+    with torch.no_grad():
+        g = model.activated()
+        d = field(g["means"], t)
+        local = dict(g, means=g["means"] + d["means"], quats=g["quats"] + d["quats"], scales=g["scales"] * torch.exp(d["scales"]))
+        if d["colour"] is not None:
+            local["sh"] = torch.cat([g["sh"][:, :1] + d["colour"][:, None], g["sh"][:, 1:]], dim=1)
+
+        def score() -> float:
+            img, _, _ = render_gaussians(apply_rigid(local, rigid, t), frame, [0], cfg, model.sh_degree)
+            return float(_pyramid_loss(img, target, levels[0], cfg))
+
+        base = rigid.rotvecs[k - 1].clone()
+        best, best_loss = base, score()
+        for axis in range(3):
+            for deg in TRACK_SEARCH_DEGREES:
+                cand = base.clone()
+                cand[axis] += math.radians(deg)
+                rigid.rotvecs[k - 1] = cand
+                loss = score()
+                if loss < best_loss:
+                    best, best_loss = cand, loss
+        rigid.rotvecs[k - 1] = best
+    mask = torch.zeros(rigid.knots - 1, 1, device=rigid.rotvecs.device)
+    mask[k - 1] = 1.0
+    opt = Adam([{"params": [rigid.rotvecs], "lr": cfg.lr.track_rotation}, {"params": [rigid.translations], "lr": cfg.lr.track_translation}])
+    loss = torch.zeros(())
+    for factor in levels:
+        for _ in range(cfg.fine.track_steps):
+            img, _, _ = render_gaussians(apply_rigid(local, rigid, t), frame, [0], cfg, model.sh_degree)
+            loss = _pyramid_loss(img, target, factor, cfg)
+            loss.backward()
+            rigid.rotvecs.grad.mul_(mask)
+            rigid.translations.grad.mul_(mask)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+    return float(loss)
 
 
 def fit_deformation(
@@ -208,21 +287,47 @@ def fit_deformation(
     lpips_model: Optional[nn.Module] = None,
 ) -> int:
     """Fit ``field`` (and, if ``fine.train_gaussians``, the canonical Gaussians) to frames whose
-    times differ: frame i is rendered from camera i with the Gaussians deformed to time i."""
-    opt_field = Adam(
-        [
-            {"params": list(field.planes.parameters()), "lr": cfg.lr.planes},
-            {"params": list(field.trunk.parameters()) + list(field.heads.parameters()), "lr": cfg.lr.mlp},
+    times differ: frame i is rendered from camera i with the Gaussians deformed to time i.
+
+    With ``fine.time_curriculum > 0`` frames enter in time order; each new frame's rigid knots
+    start at constant velocity from the fitted ones, and the newest frame is in every batch."""
+    rigid = field.rigid
+    groups = [
+        {"params": list(field.planes.parameters()), "lr": cfg.lr.planes},
+        {"params": list(field.trunk.parameters()) + list(field.heads.parameters()), "lr": cfg.lr.mlp},
+    ]
+    if rigid is not None:
+        groups += [
+            {"params": [rigid.rotvecs], "lr": cfg.lr.rigid_rotation},
+            {"params": [rigid.translations], "lr": cfg.lr.rigid_translation},
         ]
-    )
+        if int(rigid.fitted) == 1:  # a fresh motion turns about the opacity-weighted centre
+            with torch.no_grad():
+                w = model.activated()["opacities"].reshape(-1, 1)
+                rigid.centre.copy_((model.means * w).sum(0) / w.sum().clamp_min(1e-8))
+    opt_field = Adam(groups)
     optimizers = gaussian_optimizers(model, cfg, cfg.fine.gaussian_lr_scale) if cfg.fine.train_gaussians else {}
     neighbours = knn_graph(model.means.detach(), cfg.freeze_time.arap_k) if arap_weight > 0 else None
+    order = sorted(range(len(views)), key=lambda i: float(views.times[i]))
     batch = max(1, min(cfg.fine.batch_views, len(views)))
     gen = torch.Generator().manual_seed(cfg.seed + 1)
+    active = 0
     for step in progress(range(iterations), desc=desc):
-        idx = _pick_views(len(views), batch, gen)
+        size = curriculum_size(step, len(views), iterations, cfg.fine.time_curriculum)
+        while size > active:
+            active += 1
+            if rigid is not None:
+                newest = order[active - 1]
+                rigid.extrapolate(rigid.knot_index_after(float(views.times[newest])))
+                track_rigid_knot(model, field, views.subset([newest]), cfg)
+        window = order[:active]
+        idx = [window[j] for j in _pick_views(len(window), batch, gen)]
+        if active < len(views) and window[-1] not in idx:
+            idx[0] = window[-1]
         g = model.activated()
         loss = cfg.fine.tv_weight * field.total_variation()
+        if rigid is not None and cfg.fine.rigid_smoothness > 0:
+            loss = loss + cfg.fine.rigid_smoothness * rigid.acceleration()
         for i in idx:
             gi = deform(g, field, float(views.times[i]))
             img, _, _ = render_gaussians(gi, views, [i], cfg, model.sh_degree)
@@ -235,6 +340,8 @@ def fit_deformation(
         for opt in [opt_field, *optimizers.values()]:
             opt.step()
             opt.zero_grad(set_to_none=True)
+    if rigid is not None:
+        rigid.extrapolate(rigid.knots - 1)  # knots past the last frame (when there are more knots than frames)
     log.info("%s: %d steps", desc, iterations)
     return iterations
 

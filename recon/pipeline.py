@@ -148,7 +148,7 @@ def reconstruct(
             )  # fmt: skip
 
     # 3. deformation
-    field = make_deformation(cfg).to(dev)
+    field = make_deformation(cfg, len(dyn)).to(dev)
     temporal_source = "orbit"
     with timed(timings, "fine"):
         if cfg.mode == "orbit":
@@ -233,6 +233,7 @@ def _export(model, field, cfg: ReconConfig, clip_dir: Path, output_dir: Path, dy
             raw["means"] = gi["means"]
             raw["quats"] = gi["quats"]
             raw["scales"] = torch.log(gi["scales"])
+            raw["sh0"] = gi["sh"][:, :1]
             write_ply(output_dir / "ply" / f"{i:03d}.ply", raw)
     save_4d(output_dir, model, field, {"mode": cfg.mode, "times": times.tolist(), "temporal_source": temporal_source})
     if not cfg.output.videos:

@@ -37,6 +37,10 @@ class LearningRates:
     planes: float = 1e-2  # of the HexPlane grids
     mlp: float = 1e-3  # of the deformation MLP
     offsets: float = 1e-3  # of the per-frame offsets (freeze-time mode)
+    rigid_rotation: float = 5e-3  # of the rigid motion's rotation vectors (radians)
+    rigid_translation: float = 1e-3  # of the rigid motion's translations
+    track_rotation: float = 2e-2  # of a new rigid knot while it is tracked alone (radians)
+    track_translation: float = 5e-3  # of its translation then
 
 
 @dataclass
@@ -70,6 +74,12 @@ class FineConfig:
     tv_weight: float = 1e-3  # plane smoothness weight
     train_gaussians: bool = True  # also refine the canonical Gaussians during the fine stage
     gaussian_lr_scale: float = 0.2  # learning-rate factor for the canonical Gaussians here
+    colour: bool = False  # a HexPlane head for DC-colour changes over time (baked lighting on turning parts)
+    rigid_knots: int = 0  # per-time rigid motion under the offsets: 0 = none, -1 = a knot per frame, N = N knots
+    rigid_smoothness: float = 1.0  # weight of the rigid knots' squared acceleration
+    time_curriculum: float = 0.0  # fraction of the fine steps over which frames enter in time order (0 = all at once)
+    track_steps: int = 20  # with rigid knots and a curriculum: steps fitting each new frame's knot alone, per level
+    track_levels: int = 3  # image-pyramid levels of that tracking (1 = full resolution only)
 
 
 @dataclass
@@ -116,6 +126,10 @@ class ReconConfig:
     output: OutputConfig = field(default_factory=OutputConfig)
 
     def validate(self) -> None:
+        if self.fine.rigid_knots < -1 or self.fine.rigid_knots == 1:
+            raise ValueError("fine.rigid_knots must be 0 (none), -1 (a knot per frame) or >= 2")
+        if not 0.0 <= self.fine.time_curriculum < 1.0:
+            raise ValueError("fine.time_curriculum must be in [0, 1)")
         if self.resolution < 0:
             raise ValueError("resolution must be >= 0")
         if self.holdout < 0 or self.holdout == 1:
