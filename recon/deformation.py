@@ -193,20 +193,25 @@ class HexPlaneDeformation(nn.Module):
 
 
 def deform(gaussians: Dict[str, Tensor], field: HexPlaneDeformation, t: float) -> Dict[str, Tensor]:
-    """Apply ``field`` at time ``t`` to activated Gaussians (``means, quats, scales, opacities, sh``).
+    """Apply ``field`` at time ``t`` to activated Gaussians (``means, quats, scales, opacities, sh``):
+    the local deltas (:func:`apply_local`), then the rigid motion when the field has one.
 
-    Local deltas first (in the canonical frame), then the rigid motion when the field has one.
     View-dependent SH bands are not rotated with the rigid motion (degree 0 and 1 presets)."""
+    out = apply_local(gaussians, field, t)
+    return apply_rigid(out, field.rigid, t) if field.rigid is not None else out
+
+
+def apply_local(gaussians: Dict[str, Tensor], field: HexPlaneDeformation, t: float) -> Dict[str, Tensor]:
+    """Add the HexPlane heads' deltas at time ``t`` (canonical frame) to activated Gaussians."""
     d = field(gaussians["means"], t)
     out = dict(gaussians)
-    means = gaussians["means"] + d["means"]
-    quats = gaussians["quats"] + d["quats"]
+    out["means"] = gaussians["means"] + d["means"]
+    out["quats"] = gaussians["quats"] + d["quats"]
     out["scales"] = gaussians["scales"] * torch.exp(d["scales"])
     if d["colour"] is not None:
         sh = gaussians["sh"]
         out["sh"] = torch.cat([sh[:, :1] + d["colour"][:, None], sh[:, 1:]], dim=1)
-    out["means"], out["quats"] = means, quats
-    return apply_rigid(out, field.rigid, t) if field.rigid is not None else out
+    return out
 
 
 def apply_rigid(gaussians: Dict[str, Tensor], rigid: RigidMotion, t: float) -> Dict[str, Tensor]:

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from diffusion4d.io import frames_to_float, read_clip
 from diffusion4d.logging_utils import get_logger, progress
-from recon.deformation import HexPlaneDeformation, apply_rigid, arap_loss, deform, knn_graph
+from recon.deformation import HexPlaneDeformation, apply_local, apply_rigid, arap_loss, deform, knn_graph
 from recon.gaussians import GaussianModel
 from recon.losses import ssim
 from recon.optim import Adam
@@ -239,11 +239,7 @@ def track_rigid_knot(model: GaussianModel, field: HexPlaneDeformation, frame: Vi
     levels = [2**i for i in reversed(range(max(1, cfg.fine.track_levels)))]
     target = frame.images
     with torch.no_grad():
-        g = model.activated()
-        d = field(g["means"], t)
-        local = dict(g, means=g["means"] + d["means"], quats=g["quats"] + d["quats"], scales=g["scales"] * torch.exp(d["scales"]))
-        if d["colour"] is not None:
-            local["sh"] = torch.cat([g["sh"][:, :1] + d["colour"][:, None], g["sh"][:, 1:]], dim=1)
+        local = apply_local(model.activated(), field, t)
 
         def score() -> float:
             img, _, _ = render_gaussians(apply_rigid(local, rigid, t), frame, [0], cfg, model.sh_degree)

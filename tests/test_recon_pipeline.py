@@ -53,6 +53,9 @@ def test_reconstruct_orbit_end_to_end(asset, tmp_path):
         gi = deform(model.activated(), field, info["times"][5])
     raw = read_ply(out / "ply" / "005.ply")
     torch.testing.assert_close(raw["means"], gi["means"], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(raw["sh0"], gi["sh"][:, :1], rtol=1e-5, atol=1e-5)  # the colour head's change is exported
+    assert field.rigid is not None and info["deformation"]["config"]["rigid_knots"] == 8  # test preset: a knot per frame
+    assert int(field.rigid.fitted) == 8
 
 
 @pytest.mark.slow
