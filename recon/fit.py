@@ -269,7 +269,7 @@ def track_rigid_knot(model: GaussianModel, field: HexPlaneDeformation, frame: Vi
             rigid.translations.grad.mul_(mask)
             opt.step()
             opt.zero_grad(set_to_none=True)
-    return float(loss)
+    return float(loss.detach())
 
 
 def fit_deformation(
