@@ -76,7 +76,7 @@ class FineConfig:
     gaussian_lr_scale: float = 0.2  # learning-rate factor for the canonical Gaussians here
     colour: bool = False  # a HexPlane head for DC-colour changes over time (baked lighting on turning parts)
     rigid_knots: int = 0  # per-time rigid motion under the offsets: 0 = none, -1 = a knot per frame, N = N knots
-    rigid_smoothness: float = 1.0  # weight of the rigid knots' squared acceleration
+    rigid_smoothness: float = 10.0  # weight of the rigid knots' squared acceleration
     time_curriculum: float = 0.0  # fraction of the fine steps over which frames enter in time order (0 = all at once)
     track_steps: int = 20  # with rigid knots and a curriculum: steps fitting each new frame's knot alone, per level
     track_levels: int = 3  # image-pyramid levels of that tracking (1 = full resolution only)
