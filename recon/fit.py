@@ -259,8 +259,7 @@ def track_rigid_knot(model: GaussianModel, field: HexPlaneDeformation, frame: Vi
     mask = torch.zeros(rigid.knots - 1, 1, device=rigid.rotvecs.device)
     mask[k - 1] = 1.0
     opt = Adam([{"params": [rigid.rotvecs], "lr": cfg.lr.track_rotation}, {"params": [rigid.translations], "lr": cfg.lr.track_translation}])
-    loss = torch.zeros(())
-    for factor in levels:
+    for factor in levels:  # non-empty, and track_steps > 0: ``loss`` is always set
         for _ in range(cfg.fine.track_steps):
             img, _, _ = render_gaussians(apply_rigid(local, rigid, t), frame, [0], cfg, model.sh_degree)
             loss = _pyramid_loss(img, target, factor, cfg)
