@@ -5,6 +5,13 @@ asset: it returns a result dict (the manifest record plus ``frames_rendered``) w
 ``accepted``, ``rejected`` (a rule decided; the reason names the rule) or ``failed`` (the
 asset could not be loaded or rendered; the reason is the error). ``meta.json`` is written
 before returning, so the caller records the manifest line only after it exists.
+
+Besides the status, every record lists the training ``stages`` the asset can serve
+(``STAGE_PRIOR`` = ``"prior3d"``: its static orbits, for the 3D-aware prior of training stage 1;
+``STAGE_4D`` = ``"4d"``: its dynamic + static orbits, for the 4D fine-tuning of stage 2). An
+asset the 4D rules reject for having no or too little motion is exactly the static 3D data
+stage 1 needs, so its static orbits are rendered and kept whenever they are in view
+(``rules.keep_static_for_prior``).
 """
 
 from __future__ import annotations
@@ -26,6 +33,9 @@ from .rules import (RuleResult, empty_render_rule, motion_magnitude, motion_rang
                     ssim_rule)
 
 logger = logging.getLogger(__name__)
+
+STAGE_PRIOR = "prior3d"  # static orbits usable by training stage 1 (the 3D-aware prior)
+STAGE_4D = "4d"  # dynamic + static orbits usable by training stage 2 (4D fine-tuning)
 
 
 @dataclass
@@ -83,14 +93,15 @@ def curate_asset(task: AssetTask, cfg: CurateConfig) -> Dict[str, Any]:
     meta: Dict[str, Any] = {"uid": task.uid, "source": task.source, "caption": task.caption, "status": "failed", "reason": "",
                             "motion_magnitude": None, "ssim_quarter": None, "ssim_half": None, "renderer": r.renderer,
                             "frames": r.frames, "resolution": r.resolution, "duration_seconds": 0.0, "orbits": [],
-                            "modes": [], "asset_path": task.path, **task.extra}
+                            "modes": [], "stages": [], "asset_path": task.path, **task.extra}
     frames_rendered = 0
 
     def finish(status: str, reason: str) -> Dict[str, Any]:
         meta["status"], meta["reason"] = status, reason
         meta["seconds"] = round(time.perf_counter() - start, 3)
         write_meta(asset_dir, meta)
-        extra = {k: meta[k] for k in ("ssim_quarter", "ssim_half", "orbits", "modes", "duration_seconds") if meta.get(k) is not None}
+        extra = {k: meta[k] for k in ("ssim_quarter", "ssim_half", "orbits", "modes", "duration_seconds", "stages")
+                 if meta.get(k) is not None}
         extra.update(task.extra)
         return {"uid": task.uid, "source": task.source, "status": status, "reason": reason,
                 "motion_magnitude": meta["motion_magnitude"], "caption": task.caption, "renderer": r.renderer,
@@ -104,7 +115,8 @@ def curate_asset(task: AssetTask, cfg: CurateConfig) -> Dict[str, Any]:
         duration = renderer.duration if r.duration_seconds <= 0 else min(r.duration_seconds, renderer.duration)
         meta["duration_seconds"] = duration
         anim = no_animation_rule(renderer.has_animation, renderer.duration)
-        if rules.require_animation and not anim.passed:
+        static_only = rules.require_animation and not anim.passed
+        if static_only and not rules.keep_static_for_prior:
             return finish("rejected", anim.reason)
         time_scale = duration / renderer.duration if renderer.duration > 0 else 1.0
 
@@ -118,10 +130,14 @@ def curate_asset(task: AssetTask, cfg: CurateConfig) -> Dict[str, Any]:
         plan = orbit_plan(cfg, task.uid)
         clips: Dict[str, tuple] = {}
         for orbit in plan:
-            for kind in ("dynamic", "static"):
+            for kind in ("static",) if static_only else ("dynamic", "static"):
                 cams = traj(kind, orbit["start_azimuth"], orbit["elevation"])
                 clips[orbit[kind]] = (renderer.render(cams), cams)
                 frames_rendered += len(cams)
+        if static_only:  # no animation: no 4D data, but its static orbits can train the 3D prior
+            renderer.close()
+            renderer = None
+            return _finish_static_only(task, cfg, plan, clips, anim, meta, finish)
         az0, el0 = plan[0]["start_azimuth"], plan[0]["elevation"]
         if "front" in r.modes or rules.ssim:
             cams = traj("front", az0, el0)
@@ -160,15 +176,55 @@ def curate_asset(task: AssetTask, cfg: CurateConfig) -> Dict[str, Any]:
     status = "accepted" if decision is None else "rejected"
     reason = decision.reason if decision else "accepted: " + "; ".join(c.reason for c in checks)
 
+    prior_ok = _static_orbits_usable(plan, clips, cfg)
+    meta["stages"] = ([STAGE_PRIOR] if prior_ok else []) + ([STAGE_4D] if status == "accepted" else [])
     write = status == "accepted" or (rules.write_rejected and not (decision and decision.rule == "empty_render"))
-    if write:
-        wanted = []
-        for name in clips:
-            base = name.split("_")[0] if name.startswith(("dynamic", "static")) else name
-            if base in r.modes:
-                wanted.append(name)
-        for name in wanted:
-            frames, cams = clips[name]
-            write_clip(asset_dir / name, frames, cams)
-        meta["modes"] = wanted
+    wanted = _clip_names(clips, r.modes) if write else []
+    if prior_ok:  # stage 1 needs the static orbits even when rejected clips are not kept
+        wanted += [o["static"] for o in plan if o["static"] not in wanted]
+    for name in wanted:
+        frames, cams = clips[name]
+        write_clip(asset_dir / name, frames, cams)
+    meta["modes"] = wanted
     return finish(status, reason)
+
+
+def _clip_names(clips: Dict[str, tuple], modes: List[str]) -> List[str]:
+    """The rendered clips whose mode (``dynamic_1`` -> ``dynamic``) is in ``modes``."""
+    wanted = []
+    for name in clips:
+        base = name.split("_")[0] if name.startswith(("dynamic", "static")) else name
+        if base in modes:
+            wanted.append(name)
+    return wanted
+
+
+def _static_orbits_usable(plan: List[Dict[str, Any]], clips: Dict[str, tuple], cfg: CurateConfig) -> bool:
+    """Stage-1 (3D prior) usability: the static orbits show the object and stay inside the frame."""
+    rules = cfg.rules
+    if not rules.keep_static_for_prior:
+        return False
+    if not empty_render_rule(clips[plan[0]["static"]][0], rules.min_coverage).passed:
+        return False
+    if rules.out_of_frame:
+        statics = {o["static"]: clips[o["static"]][0] for o in plan}
+        return out_of_frame_rule(statics, rules.border_px, rules.border_alpha).passed
+    return True
+
+
+def _finish_static_only(task: AssetTask, cfg: CurateConfig, plan, clips, anim: RuleResult, meta, finish) -> Dict[str, Any]:
+    """An asset without animation: rejected for 4D, its static orbits kept for the 3D prior."""
+    from diffusion4d.io import write_clip
+
+    for orbit in plan:
+        orbit["motion_magnitude"] = 0.0
+    meta["orbits"] = plan
+    meta["motion_magnitude"] = None  # no animation: Eq. 1 is not defined for the 4D data
+    prior_ok = _static_orbits_usable(plan, clips, cfg)
+    meta["stages"] = [STAGE_PRIOR] if prior_ok else []
+    wanted = [o["static"] for o in plan] if prior_ok else []
+    for name in wanted:
+        frames, cams = clips[name]
+        write_clip(Path(cfg.output) / task.uid / name, frames, cams)
+    meta["modes"] = wanted
+    return finish("rejected", anim.reason)

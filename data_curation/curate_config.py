@@ -57,6 +57,7 @@ class RuleSettings:
     min_motion: float = 0.0  # reject when orbit-0 motion magnitude is below this
     max_motion: float = 1.0  # reject when orbit-0 motion magnitude is above this
     write_rejected: bool = True  # keep the clips of rule-rejected assets (for review)
+    keep_static_for_prior: bool = True  # render + keep static orbits of assets rejected for motion (stage-1 prior data)
 
     def validate(self) -> None:
         if not self.s_low < self.s_high:

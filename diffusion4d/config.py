@@ -65,6 +65,11 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
                 errors.append(str(err))
         raise ConfigError(f"{where}: {value!r} matches none of {_type_name(tp)}")
     if origin is typing.Literal:
+        if isinstance(value, bool) and not any(isinstance(a, bool) for a in args):
+            # YAML 1.1 reads no/off/false (yes/on/true) as booleans: map back to the option's spelling
+            spelled = [a for a in args if isinstance(a, str) and a.lower() in (("yes", "on", "true") if value else ("no", "off", "false"))]
+            if len(spelled) == 1:
+                value = spelled[0]
         if value not in args:
             raise ConfigError(f"{where}: {value!r} is not one of {', '.join(repr(a) for a in args)}")
         return value

@@ -12,9 +12,10 @@ with three *branches* of the denoiser:
 * ``uncond``: conditions dropped, as in training-time condition dropout: the empty-prompt text
   embedding, a null motion magnitude (NaN -> the learned null embedding), zero image / static
   latents, zero image tokens;
-* ``prior``: a frozen static (multi-view) 3D prior with the same y: either a separately loaded
-  network (the paper: the pretrained VideoMV) or the same network with m = 0, its own
-  static-orbit prediction.
+* ``prior``: a frozen static (multi-view) 3D prior conditioned on y (and the cameras) only:
+  the network of training stage 1, stored with the stage-2 checkpoint (the paper: the
+  pretrained VideoMV), or, as a variant, the same network with m = 0 and every other
+  condition dropped.
 
 The functions here know nothing about networks: the pipeline evaluates the branches (batched
 into one forward pass where it can, see :func:`split_branches`) and combines them with

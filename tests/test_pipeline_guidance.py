@@ -99,7 +99,10 @@ def test_pipeline_guidance_matches_manual_computation(pipe):
     with torch.no_grad():
         e_c = _forward(pipe.unet, latents, t, cond, cams, cond.motion_magnitude)
         e_u = _forward(pipe.unet, latents, t, uncond, cams, uncond.motion_magnitude)
-        e_self = _forward(pipe.unet, latents, t, cond, cams, torch.zeros(1))
+        # the self prior: this network given y only (m = 0, image / static inputs dropped)
+        prior_x = pipe.prior_inputs(cond, uncond)
+        assert prior_x.static_latents.abs().max() == 0 and prior_x.image_latents.abs().max() == 0
+        e_self = _forward(pipe.unet, latents, t, prior_x, cams, torch.zeros(1))
         # the separate prior is a text(+camera, motion) model without static/image inputs
         e_sep = pipe.prior_unet(latents, t, encoder_hidden_states=cond.encoder_hidden_states, motion_magnitude=torch.zeros(1), camera_c2w=cams).sample
         # branches really differ (otherwise the test below could not fail)
@@ -133,8 +136,7 @@ def test_each_branch_sees_the_right_conditions(pipe):
     static, image = call["static_latents"].chunk(3), call["image_latents"].chunk(3)
     torch.testing.assert_close(static[0], cond.static_latents)
     assert static[1].abs().max() == 0 and image[1].abs().max() == 0  # dropped -> zeros
-    torch.testing.assert_close(static[2], cond.static_latents)
-    torch.testing.assert_close(image[2], cond.image_latents)
+    assert static[2].abs().max() == 0 and image[2].abs().max() == 0  # eps_bar(z_t, y, t): conditioned on y only
     torch.testing.assert_close(call["camera_c2w"], torch.cat([cams] * 3))  # cameras in every branch
 
 
@@ -156,3 +158,17 @@ def test_separate_prior_runs_on_the_prior_network(pipe):
     assert "static_latents" not in call and "image_latents" not in call  # the prior was not built for them
     assert call["motion_magnitude"].tolist() == [0.0]
     assert spy_unet.calls[1]["encoder_hidden_states"].shape[0] == 1  # cond only
+
+
+def test_auto_prior_uses_the_checkpoints_prior_when_present(pipe):
+    assert pipe.resolve_prior("auto") == "separate"
+    prior_unet, pipe.prior_unet = pipe.prior_unet, None
+    try:
+        assert pipe.resolve_prior("auto") == "self"
+    finally:
+        pipe.prior_unet = prior_unet
+    branches, cams, latents = _branches(pipe)
+    with torch.no_grad():
+        auto = pipe.predict(latents, torch.tensor(10), branches, cams, 7.0, 0.5, "auto")
+        separate = pipe.predict(latents, torch.tensor(10), branches, cams, 7.0, 0.5, "separate")
+    torch.testing.assert_close(auto, separate)

@@ -84,6 +84,24 @@ def min_snr_weights(
     return w.float()
 
 
+CONDITIONS = ("text", "image", "static", "motion")
+
+
+def condition_dropout(batch: int, probabilities, generator: Optional[torch.Generator] = None) -> Dict[str, torch.Tensor]:
+    """Which conditions each sample drops (classifier-free guidance training) -> ``{name: bool [B]}``.
+
+    ``probabilities`` has a float per name of :data:`CONDITIONS` plus ``all``: with probability
+    ``all`` a sample drops every condition together (that is the branch ``eps(z_t, t)`` of Eq. 3,
+    which sampling weights by w1 = 7, so it must be trained often: the usual 10%); otherwise each
+    condition is dropped on its own draw. So P(every condition dropped) =
+    ``all + (1 - all) * prod_k p_k`` and P(condition k dropped) = ``all + (1 - all) * p_k``.
+    Cameras are never dropped: every branch of Eq. 3 sees the orbit's cameras.
+    """
+    p_all = float(getattr(probabilities, "all"))
+    every = torch.rand(batch, generator=generator) < p_all
+    return {k: (torch.rand(batch, generator=generator) < float(getattr(probabilities, k))) | every for k in CONDITIONS}
+
+
 def motion_reconstruction_loss(
     z0: torch.Tensor,
     zhat0: torch.Tensor,

@@ -2,18 +2,27 @@
 
 ``model.base = "tiny"`` builds a small random ModelScope-layout ``UNet3DConditionModel`` (the
 same code path as a real base, through :meth:`UNet4DConditionModel.from_base_model`); any other
-value is a ModelScope-T2V diffusers checkpoint (hub id or local folder).
+value is a ModelScope-T2V diffusers checkpoint (hub id or local folder) or a Diffusion4D
+checkpoint folder: stage 2 (4D fine-tuning) starts from a stage-1 (3D prior) checkpoint, whose
+UNet then also becomes the frozen prior of Eq. 3 (``model.prior``).
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import uuid
 from dataclasses import dataclass
-from typing import Any, Optional
+from pathlib import Path
+from typing import Any, Optional, Union
 
 import torch
 
 from diffusion4d.errors import UserError
 from diffusion4d.models import UNet4DConditionModel, load_text_stack
+
+
+PRIOR_FOLDER = "prior_unet"  # <output_dir>/prior_unet: the frozen stage-1 UNet, hard-linked into every stage-2 checkpoint
 
 
 @dataclass
@@ -23,6 +32,58 @@ class Components:
     tokenizer: Any
     text_encoder: Any
     noise_scheduler: Any  # DDPMScheduler (training)
+    prior_source: Optional[Path] = None  # UNet folder of the frozen 3D prior (stage 2), or None
+
+
+def stage1_checkpoint_unet(folder: Union[str, Path]) -> Optional[Path]:
+    """``<folder>/unet`` when ``folder`` is a Diffusion4D checkpoint written by training stage 1
+    (``training_config.yaml`` with ``stage: prior3d``), else None."""
+    from diffusion4d.models.checkpoint import read_training_config
+
+    folder = Path(folder)
+    if not (folder / "model_index.json").is_file() or not (folder / "unet" / "config.json").is_file():
+        return None
+    try:
+        cfg = read_training_config(folder) or {}
+    except Exception:  # an unreadable config: not a stage-1 checkpoint we can vouch for
+        return None
+    return folder / "unet" if cfg.get("stage") == "prior3d" else None
+
+
+def resolve_prior(model_cfg) -> Optional[Path]:
+    """The UNet folder of the frozen 3D prior named by ``model.prior`` (see :class:`ModelConfig`)."""
+    choice = str(model_cfg.prior)
+    if choice == "none":
+        return None
+    if choice == "auto":
+        return stage1_checkpoint_unet(model_cfg.base) if model_cfg.base != "tiny" else None
+    unet_dir = stage1_checkpoint_unet(choice)
+    if unet_dir is None:
+        raise UserError(
+            f"model.prior={choice!r} is not a stage-1 checkpoint (a checkpoint-N folder of a stage=prior3d run, "
+            "with model_index.json, unet/ and training_config.yaml); use auto, none or such a folder"
+        )
+    return unet_dir
+
+
+def freeze_prior(unet_dir: Path, destination: Path) -> Path:
+    """Copy the prior UNet folder ``unet_dir`` to ``destination`` once (atomically); an existing
+    copy with the same files and sizes is kept (a resumed run)."""
+    unet_dir, destination = Path(unet_dir), Path(destination)
+    files = sorted(p for p in unet_dir.iterdir() if p.is_file())
+    if destination.is_dir() and all((destination / p.name).is_file() and (destination / p.name).stat().st_size == p.stat().st_size for p in files):
+        return destination
+    tmp = destination.with_name(f".{destination.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir(parents=True)
+    try:
+        for p in files:
+            shutil.copy2(p, tmp / p.name)
+        if destination.exists():
+            shutil.rmtree(destination)
+        os.replace(tmp, destination)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return destination
 
 
 def _new_options(model_cfg, num_frames: int) -> dict:
@@ -104,7 +165,9 @@ def build_components(model_cfg, data_cfg) -> Components:
         timestep_spacing=model_cfg.timestep_spacing,
         clip_sample=False,
     )
-    return Components(unet=unet, vae=vae, tokenizer=tokenizer, text_encoder=text_encoder, noise_scheduler=noise_scheduler)
+    prior = resolve_prior(model_cfg)
+    return Components(unet=unet, vae=vae, tokenizer=tokenizer, text_encoder=text_encoder, noise_scheduler=noise_scheduler,
+                      prior_source=prior)
 
 
 def make_optimizer(params, optim_cfg) -> torch.optim.Optimizer:

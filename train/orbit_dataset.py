@@ -31,26 +31,43 @@ def frame_indices(available: int, wanted: int, mode: str = "uniform") -> np.ndar
     return np.round(np.linspace(0, available - 1, wanted)).astype(int) if wanted > 1 else np.zeros(1, int)
 
 
-def load_orbit_records(root: str) -> List[Dict[str, Any]]:
-    """Accepted assets of ``<root>/manifest.jsonl`` -> ``[{uid, caption, orbits: [{dynamic, static, motion_magnitude}]}]``."""
+STAGES = ("4d", "prior3d")
+
+
+def usable_for(rec: Dict[str, Any], stage: str) -> bool:
+    """Whether a manifest record serves training ``stage``: its ``stages`` list (written by curation),
+    or for manifests from before that field, ``accepted`` (which serves both)."""
+    if "stages" in rec:
+        return stage in (rec.get("stages") or [])
+    return rec.get("status") == "accepted"
+
+
+def load_orbit_records(root: str, stage: str = "4d") -> List[Dict[str, Any]]:
+    """Assets of ``<root>/manifest.jsonl`` usable for ``stage`` -> ``[{uid, caption, orbits: [{dynamic,
+    static, motion_magnitude}]}]``. Stage ``4d`` needs each orbit's dynamic and static clips; stage
+    ``prior3d`` (the 3D-aware prior) only the static ones, so assets rejected for lacking motion count."""
+    if stage not in STAGES:
+        raise UserError(f"unknown training stage {stage!r}; valid: {', '.join(STAGES)}")
     root_path = Path(root)
     manifest = root_path / "manifest.jsonl"
     if not manifest.is_file():
         raise UserError(f"no curated manifest at {manifest} (run `diffusion4d curate` first, or fix data.root)")
     records = []
     for rec in read_manifest(manifest):
-        if rec.get("status") != "accepted":
+        if not usable_for(rec, stage):
             continue
         meta = read_meta(root_path / rec["uid"]) or {}
         orbits = meta.get("orbits") or [
             {"dynamic": "dynamic", "static": "static", "motion_magnitude": meta.get("motion_magnitude", rec.get("motion_magnitude"))}
         ]
-        orbits = [o for o in orbits if (root_path / rec["uid"] / o["dynamic"]).is_dir() and (root_path / rec["uid"] / o["static"]).is_dir()]
+        needed = ("static",) if stage == "prior3d" else ("dynamic", "static")
+        orbits = [o for o in orbits if all((root_path / rec["uid"] / o[k]).is_dir() for k in needed)]
         if orbits:
             caption = meta.get("caption") or rec.get("caption") or ""
             records.append({"uid": rec["uid"], "caption": caption, "orbits": orbits})
     if not records:
-        raise UserError(f"{manifest} lists no accepted asset with dynamic + static clips")
+        what = "static clips (stage prior3d)" if stage == "prior3d" else "dynamic + static clips (stage 4d)"
+        raise UserError(f"{manifest} lists no asset usable for training stage {stage} with {what}")
     return records
 
 
@@ -70,7 +87,10 @@ def cache_key(uid: str, orbit: int) -> str:
 class OrbitDataset(torch.utils.data.Dataset):
     """Items: ``frames``/``static_frames`` ``[F, 3, R, R]`` in [0, 1] (or, with a cache,
     ``latents``/``static_latents`` ``[C, F, h, w]`` and ``text_embeds`` ``[L, D]``),
-    ``c2w`` ``[F, 4, 4]``, ``motion_magnitude`` (float, NaN if unknown), ``caption``, ``uid``."""
+    ``c2w`` ``[F, 4, 4]``, ``motion_magnitude`` (float, NaN if unknown), ``caption``, ``uid``.
+
+    ``stage="prior3d"`` serves the static orbits as the videos to learn (``frames`` is the static
+    orbit, ``motion_magnitude`` 0): training stage 1, the 3D-aware prior."""
 
     def __init__(
         self,
@@ -81,9 +101,11 @@ class OrbitDataset(torch.utils.data.Dataset):
         random_orbit: bool = True,
         seed: int = 0,
         cache_dir: Optional[str] = None,
+        stage: str = "4d",
     ):
         self.root = Path(root)
-        self.records = load_orbit_records(root)
+        self.stage = stage
+        self.records = load_orbit_records(root, stage)
         self.resolution = resolution
         self.num_frames = num_frames
         self.frame_sampling = frame_sampling
@@ -107,13 +129,20 @@ class OrbitDataset(torch.utils.data.Dataset):
     def load_pixels(self, index: int, orbit: int) -> Dict[str, Any]:
         rec = self.records[index]
         o = rec["orbits"][orbit]
-        dyn = self.root / rec["uid"] / o["dynamic"]
-        cams = read_cameras(dyn)
-        idx = frame_indices(len(cams), self.num_frames, self.frame_sampling)
-        m = o.get("motion_magnitude")
+        static_dir = self.root / rec["uid"] / o["static"]
+        if self.stage == "prior3d":
+            cams = read_cameras(static_dir)
+            idx = frame_indices(len(cams), self.num_frames, self.frame_sampling)
+            static = _load_frames(static_dir, idx, self.resolution)
+            frames, m = static, 0.0
+        else:
+            dyn = self.root / rec["uid"] / o["dynamic"]
+            cams = read_cameras(dyn)
+            idx = frame_indices(len(cams), self.num_frames, self.frame_sampling)
+            frames, static, m = _load_frames(dyn, idx, self.resolution), _load_frames(static_dir, idx, self.resolution), o.get("motion_magnitude")
         return {
-            "frames": _load_frames(dyn, idx, self.resolution),
-            "static_frames": _load_frames(self.root / rec["uid"] / o["static"], idx, self.resolution),
+            "frames": frames,
+            "static_frames": static,
             "c2w": torch.from_numpy(np.asarray(cams.c2w)[idx]).float(),
             "motion_magnitude": float("nan") if m is None else float(m),
             "caption": rec["caption"],
@@ -129,7 +158,7 @@ class OrbitDataset(torch.utils.data.Dataset):
         rec = self.records[index]
         o = rec["orbits"][orbit]
         item = load_file(str(self.cache_dir / f"{cache_key(rec['uid'], orbit)}.safetensors"))
-        m = o.get("motion_magnitude")
+        m = 0.0 if self.stage == "prior3d" else o.get("motion_magnitude")
         item.update(motion_magnitude=float("nan") if m is None else float(m), caption=rec["caption"], uid=rec["uid"])
         return item
 
@@ -164,32 +193,49 @@ def epoch_batches(num_items: int, batch_size: int, seed: int, epoch: int, rank: 
     return [mine[i : i + batch_size] for i in range(0, len(mine), batch_size)]
 
 
-def build_latent_cache(dataset: OrbitDataset, cache_dir: Path, encode_fn, text_fn) -> int:
+def _cache_path(dataset: OrbitDataset, cache_dir: Path, index: int, orbit: int) -> Path:
+    return cache_dir / f"{cache_key(dataset.records[index]['uid'], orbit)}.safetensors"
+
+
+def build_latent_cache(dataset: OrbitDataset, cache_dir: Path, encode_fn, text_fn, rank: int = 0, world: int = 1) -> int:
     """Write ``<cache_dir>/<uid>__orbit<k>.safetensors`` (latents, static_latents, c2w, text_embeds)
-    for every orbit that is not cached yet; returns the number written. ``encode_fn(frames [1, F, 3, R, R])
-    -> [1, C, F, h, w]``, ``text_fn([caption]) -> [1, L, D]``."""
+    for this rank's share of the orbits not cached yet; returns the number written.
+
+    The share is every ``world``-th orbit starting at ``rank`` (in :meth:`OrbitDataset.all_items`
+    order), so ``world`` ranks together write exactly what one process writes alone, each entry
+    once (written to a temporary name, then renamed). ``encode_fn(frames [1, F, 3, R, R]) ->
+    [1, C, F, h, w]``, ``text_fn([caption]) -> [1, L, D]``.
+    """
     from safetensors.torch import save_file
 
     from diffusion4d.logging_utils import progress
 
     cache_dir.mkdir(parents=True, exist_ok=True)
     written = 0
-    todo = [(i, k) for i, k in dataset.all_items() if not (cache_dir / f"{cache_key(dataset.records[i]['uid'], k)}.safetensors").is_file()]
-    for i, k in progress(todo, desc="latent cache"):
+    mine = [item for n, item in enumerate(dataset.all_items()) if n % world == rank]
+    todo = [(i, k) for i, k in mine if not _cache_path(dataset, cache_dir, i, k).is_file()]
+    for i, k in progress(todo, desc=f"latent cache (rank {rank})"):
         px = dataset.load_pixels(i, k)
         with torch.no_grad():
+            latents = encode_fn(px["frames"][None])[0].float().contiguous()
+            static = latents if px["static_frames"] is px["frames"] else encode_fn(px["static_frames"][None])[0].float().contiguous()
             item = {
-                "latents": encode_fn(px["frames"][None])[0].float().contiguous(),
-                "static_latents": encode_fn(px["static_frames"][None])[0].float().contiguous(),
+                "latents": latents,
+                "static_latents": static.clone() if static is latents else static,
                 "c2w": px["c2w"].contiguous(),
                 "text_embeds": text_fn([px["caption"]])[0].float().contiguous(),
             }
-        path = cache_dir / f"{cache_key(dataset.records[i]['uid'], k)}.safetensors"
-        tmp = path.with_name(f".{path.name}.tmp")
+        path = _cache_path(dataset, cache_dir, i, k)
+        tmp = path.with_name(f".{path.name}.tmp-{rank}")
         save_file(item, str(tmp))
         tmp.replace(path)
         written += 1
     return written
+
+
+def missing_cache_entries(dataset: OrbitDataset, cache_dir: Path) -> List[str]:
+    """Cache files that should exist for ``dataset`` but do not (checked after every rank built its share)."""
+    return [str(_cache_path(dataset, cache_dir, i, k)) for i, k in dataset.all_items() if not _cache_path(dataset, cache_dir, i, k).is_file()]
 
 
 def cache_fingerprint(parts: Sequence[Any]) -> str:

@@ -24,6 +24,7 @@ class ModelConfig:
     beta_schedule: str = "scaled_linear"  # scheduler beta schedule (ModelScope: scaled_linear; pixel space: squaredcos_cap_v2)
     timestep_spacing: Literal["leading", "trailing", "linspace"] = "leading"  # sampler timesteps ("trailing" starts at t = T-1)
     gradient_checkpointing: bool = False  # recompute UNet blocks in backward
+    prior: str = "auto"  # frozen 3D prior stored in stage-2 checkpoints: auto (model.base when it is a stage-1 checkpoint), none, or a stage-1 checkpoint folder
 
 
 @dataclass
@@ -52,6 +53,7 @@ class LossConfig:
 
 @dataclass
 class DropoutConfig:
+    all: float = 0.1  # P(every condition dropped together): trains the unconditional branch eps(z_t, t) of Eq. 3
     text: float = 0.1  # P(caption -> "") for classifier-free guidance
     image: float = 0.1  # P(first-view latents dropped)
     static: float = 0.1  # P(static-orbit latents dropped)
@@ -78,13 +80,14 @@ class ValidationConfig:
     prompts: List[str] = field(default_factory=list)  # prompts ([] -> captions of the first samples)
     num_samples: int = 2  # samples per validation
     num_inference_steps: int = 10  # DDIM steps
-    guidance_scale: float = 3.0  # text classifier-free guidance
+    guidance_scale: float = 3.0  # w1 of Eq. 3 (eps_c + w1 (eps_c - eps_uncond)), as `generate --guidance W1 0`
     motion_magnitude: float = -1.0  # m for sampling (< 0: the dataset sample's own m)
     fps: int = 8  # mp4 frame rate
 
 
 @dataclass
 class TrainConfig:
+    stage: Literal["4d", "prior3d"] = "4d"  # prior3d: stage 1, the 3D-aware prior on static orbits; 4d: stage 2, 4D fine-tuning
     output_dir: str = "runs/tiny"  # run folder (checkpoints, logs, validation videos)
     seed: int = 0  # global seed (data order, noise, dropout)
     max_steps: int = 100  # optimisation steps
@@ -98,6 +101,7 @@ class TrainConfig:
     keep_last: int = 3  # checkpoints kept
     log_every: int = 1  # scalars to trackers every N steps
     report_to: Literal["tensorboard", "wandb", "all", "none"] = "tensorboard"  # accelerate trackers
+    process_group_timeout_minutes: int = 180  # collective timeout (torch's default is 10 min with NCCL); covers latent-cache building
     model: ModelConfig = field(default_factory=ModelConfig)  # model
     data: DataConfig = field(default_factory=DataConfig)  # data
     loss: LossConfig = field(default_factory=LossConfig)  # loss
@@ -110,3 +114,17 @@ class TrainConfig:
             raise ValueError("max_steps >= 0, batch_size >= 1 and gradient_accumulation_steps >= 1 are required")
         if self.keep_last < 1:
             raise ValueError("keep_last must be >= 1")
+        if self.process_group_timeout_minutes < 1:
+            raise ValueError("process_group_timeout_minutes must be >= 1")
+        d = self.dropout
+        for name in ("all", "text", "image", "static", "motion"):
+            if not 0.0 <= getattr(d, name) <= 1.0:
+                raise ValueError(f"dropout.{name} must be in [0, 1], got {getattr(d, name)}")
+        if self.stage == "prior3d":
+            m = self.model
+            extra = [k for k in ("motion_conditioning", "static_conditioning", "image_conditioning") if getattr(m, k)]
+            if extra:
+                raise ValueError(
+                    f"stage=prior3d trains the 3D-aware prior on static orbits (text + cameras only): set "
+                    + ", ".join(f"model.{k}=false" for k in extra)
+                )

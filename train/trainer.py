@@ -10,6 +10,7 @@ reproduces the losses of the uninterrupted run exactly on CPU.
 from __future__ import annotations
 
 import argparse
+import datetime
 import hashlib
 import json
 import math
@@ -27,8 +28,8 @@ from diffusion4d.logging_utils import get_logger, progress, setup_logging
 
 from train import losses as L
 from train.checkpointing import remove_stale_temporaries, resolve_resume, save_checkpoint, step_of
-from train.model_setup import build_components, make_optimizer
-from train.orbit_dataset import OrbitDataset, build_latent_cache, cache_fingerprint, collate, epoch_batches
+from train.model_setup import PRIOR_FOLDER, build_components, freeze_prior, make_optimizer
+from train.orbit_dataset import OrbitDataset, build_latent_cache, cache_fingerprint, collate, epoch_batches, missing_cache_entries
 from train.train_config import TrainConfig
 
 log = get_logger("train")
@@ -74,8 +75,12 @@ def make_accelerator(cfg: TrainConfig):
     from accelerate.utils import InitProcessGroupKwargs, ProjectConfiguration
 
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    # CPU multi-process (DDP or DeepSpeed, ENVIRONMENT.md): gloo process group
-    handlers = [InitProcessGroupKwargs(backend="gloo")] if distributed and not torch.cuda.is_available() else []
+    # one timeout for every collective, long enough for the ranks to build their share of the latent
+    # cache between two barriers; CPU multi-process (DDP or DeepSpeed) needs the gloo backend
+    pg = {"timeout": datetime.timedelta(minutes=cfg.process_group_timeout_minutes)}
+    if distributed and not torch.cuda.is_available():
+        pg["backend"] = "gloo"
+    handlers = [InitProcessGroupKwargs(**pg)]
     accelerator = Accelerator(
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
         mixed_precision=cfg.mixed_precision,
@@ -131,6 +136,16 @@ class Trainer:
         self.unet, self.vae, self.tokenizer, self.text_encoder, self.noise_scheduler = (
             c.unet, c.vae, c.tokenizer, c.text_encoder, c.noise_scheduler
         )
+        self.prior_dir = None
+        if cfg.stage == "4d" and c.prior_source is not None:
+            self.prior_dir = self.out / PRIOR_FOLDER
+            if acc.is_main_process:
+                freeze_prior(c.prior_source, self.prior_dir)
+                log.info("frozen 3D prior: %s (from %s), linked into every checkpoint", self.prior_dir, c.prior_source)
+            acc.wait_for_everyone()
+        elif cfg.stage == "4d":
+            log.warning("no frozen 3D prior (model.prior=%s, model.base is not a stage-1 checkpoint): "
+                        "`generate` will use the self prior (this network at m = 0)", cfg.model.prior)
         if cfg.model.gradient_checkpointing:
             self.unet.enable_gradient_checkpointing()
         self.weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(cfg.mixed_precision, torch.float32)
@@ -157,6 +172,7 @@ class Trainer:
 
             self.ema = EMAModel(self.unet.parameters(), decay=cfg.ema_decay, model_cls=type(self.unet), model_config=self.unet.config)
         self.unet, self.optimizer, self.lr_scheduler = acc.prepare(self.unet, self.optimizer, self.lr_scheduler)
+        self.model_dtype = next(acc.unwrap_model(self.unet).parameters()).dtype  # bf16/fp16 under DeepSpeed, else fp32
         if self.ema is not None:
             self.ema.to(self.device)
             acc.register_for_checkpointing(self.ema)
@@ -170,14 +186,22 @@ class Trainer:
             raise UserError("data.root is not set: pass data.root=<curated dataset folder>")
         cache_dir = None
         if d.cache_latents:
-            tag = cache_fingerprint([d.resolution, d.num_frames, d.frame_sampling, cfg.model.base, cfg.model.vae, cfg.model.text_encoder])
+            tag = cache_fingerprint([cfg.stage, d.resolution, d.num_frames, d.frame_sampling, cfg.model.base, cfg.model.vae, cfg.model.text_encoder])
             cache_dir = Path(d.cache_dir or self.out / "latent_cache") / tag
-        self.dataset = OrbitDataset(d.root, d.resolution, d.num_frames, d.frame_sampling, d.random_orbit, cfg.seed)
+        self.dataset = OrbitDataset(d.root, d.resolution, d.num_frames, d.frame_sampling, d.random_orbit, cfg.seed, stage=cfg.stage)
         if cache_dir is not None:
-            if acc.is_main_process:  # main builds, the other ranks wait
-                n = build_latent_cache(self.dataset, cache_dir, self.encode_frames, self.encode_text)
-                log.info("latent cache %s: %d new entries", cache_dir, n)
+            # every rank encodes its share (item k goes to rank k mod world), then all wait; the
+            # barrier's timeout is process_group_timeout_minutes (cache_dir must be on a file system
+            # every rank sees: a missing entry after the barrier is reported, not trained on)
+            n = build_latent_cache(self.dataset, cache_dir, self.encode_frames, self.encode_text, rank=self.rank, world=self.world)
+            log.info("latent cache %s: rank %d wrote %d entries", cache_dir, self.rank, n)
             acc.wait_for_everyone()
+            missing = missing_cache_entries(self.dataset, cache_dir)
+            if missing:
+                raise UserError(
+                    f"latent cache {cache_dir} lacks {len(missing)} entries after every rank built its share "
+                    f"(e.g. {missing[0]}): data.cache_dir must be on a file system shared by all ranks"
+                )
             self.dataset.cache_dir = cache_dir
         self.batches_per_epoch = len(epoch_batches(len(self.dataset), cfg.batch_size, cfg.seed, 0, self.rank, self.world))
 
@@ -211,13 +235,14 @@ class Trainer:
         else:
             z0, z_static = self.encode_frames(batch["frames"]), self.encode_frames(batch["static_frames"])
             text = self.encode_text(batch["caption"])
+        z0, z_static, text = z0.float(), z_static.float(), text.float()
         b = z0.shape[0]
         noise = torch.randn(z0.shape, generator=g).to(self.device)
         t = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (b,), generator=g).to(self.device)
-        drop = {k: torch.rand(b, generator=g).to(self.device) < getattr(cfg.dropout, k) for k in ("text", "image", "static", "motion")}
+        drop = {k: v.to(self.device) for k, v in L.condition_dropout(b, cfg.dropout, g).items()}
         z_t = L.add_noise(self.alphas_cumprod, z0, noise, t)
-        text = torch.where(drop["text"][:, None, None], self.uncond.to(text.dtype).expand_as(text), text)
-        motion = batch["motion_magnitude"].to(self.device).clone()
+        text = torch.where(drop["text"][:, None, None], self.uncond.float().expand_as(text), text)
+        motion = batch["motion_magnitude"].to(self.device).float().clone()
         motion[drop["motion"]] = float("nan")
         kwargs: Dict[str, Any] = {"motion_magnitude": motion, "camera_c2w": batch["c2w"].to(self.device)}
         keep = lambda k: (~drop[k]).to(z0.dtype).reshape(-1, *([1] * (z0.dim() - 1)))  # noqa: E731
@@ -225,11 +250,15 @@ class Trainer:
             kwargs["static_latents"] = z_static * keep("static")
         if unet_cfg.image_conditioning:
             kwargs["image_latents"] = z0[:, :, 0] * keep("image")[..., 0]
-        pred = self.unet(z_t, t, text.to(self.weight_dtype), **kwargs).sample
+        # model inputs in the engine's dtype (DeepSpeed bf16/fp16 casts the weights and runs no
+        # autocast; plain accelerate keeps fp32 weights under autocast): the loss stays fp32
+        dtype = self.model_dtype
+        kwargs = {k: (v.to(dtype) if torch.is_tensor(v) and v.is_floating_point() and k != "motion_magnitude" else v) for k, v in kwargs.items()}
+        pred = self.unet(z_t.to(dtype), t, text.to(dtype), **kwargs).sample
         return L.total_loss(
-            pred, z0=z0, z_t=z_t, noise=noise, z_static=z_static, timesteps=t, alphas_cumprod=self.alphas_cumprod,
-            prediction_type=cfg.model.prediction_type, omega=cfg.loss.omega, mr_reduction=cfg.loss.mr_reduction,
-            mr_weighting=cfg.loss.mr_weighting, snr_gamma=cfg.loss.snr_gamma,
+            pred.float(), z0=z0, z_t=z_t, noise=noise, z_static=z_static, timesteps=t, alphas_cumprod=self.alphas_cumprod,
+            prediction_type=cfg.model.prediction_type, omega=cfg.loss.omega if cfg.stage == "4d" else 0.0,
+            mr_reduction=cfg.loss.mr_reduction, mr_weighting=cfg.loss.mr_weighting, snr_gamma=cfg.loss.snr_gamma,
         )
 
     # ------------------------------------------------------------------ outputs
@@ -249,7 +278,8 @@ class Trainer:
 
         save_pipeline_folder(
             folder, unet=self.pipeline_unet(), vae=self.vae, text_encoder=self.text_encoder, tokenizer=self.tokenizer,
-            scheduler=DDIMScheduler.from_config(self.noise_scheduler.config), training_config=self.cfg, atomic=False,
+            scheduler=DDIMScheduler.from_config(self.noise_scheduler.config), prior_unet=self.prior_dir,
+            training_config=self.cfg, atomic=False,
         )
 
     def checkpoint(self) -> None:
@@ -267,8 +297,7 @@ class Trainer:
             return
         if not self.acc.is_main_process:
             return
-        from diffusion4d.models import decode_latents
-        from train.validation import ddim_sample, write_mp4
+        from train.validation import sample_validation, write_mp4
 
         v = self.cfg.validation
         unet = self.pipeline_unet()
@@ -277,21 +306,11 @@ class Trainer:
         n = min(v.num_samples, len(self.dataset))
         items = [self.dataset.load_pixels(i, 0) for i in range(n)]
         prompts = [v.prompts[i % len(v.prompts)] if v.prompts else it["caption"] for i, it in enumerate(items)]
-        text = self.encode_text(prompts)
-        m = torch.tensor([it["motion_magnitude"] if v.motion_magnitude < 0 else v.motion_magnitude for it in items], device=self.device)
-        cond: Dict[str, Any] = {"motion_magnitude": m, "camera_c2w": torch.stack([it["c2w"] for it in items]).to(self.device)}
-        z_static = self.encode_frames(torch.stack([it["static_frames"] for it in items]))
-        z_first = self.encode_frames(torch.stack([it["frames"] for it in items]))
-        if unet.config.static_conditioning:
-            cond["static_latents"] = z_static
-        if unet.config.image_conditioning:
-            cond["image_latents"] = z_first[:, :, 0]
-        gen = torch.Generator().manual_seed(self.cfg.seed)
-        latents = ddim_sample(
-            unet, self.noise_scheduler.config, text, self.uncond.expand(n, -1, -1), tuple(z_first.shape),
-            num_inference_steps=v.num_inference_steps, guidance_scale=v.guidance_scale, generator=gen, **cond,
-        )
-        frames = decode_latents(self.vae, latents)  # [n, F, 3, H, W]
+        motion = [it["motion_magnitude"] if v.motion_magnitude < 0 else v.motion_magnitude for it in items]
+        frames = sample_validation(
+            unet, self.vae, self.text_encoder, self.tokenizer, self.noise_scheduler.config, prompts, motion, items,
+            num_inference_steps=v.num_inference_steps, guidance_scale=v.guidance_scale, seed=self.cfg.seed,
+        )  # [n, F, 3, H, W]
         folder = self.out / "validation" / f"step-{self.step:06d}"
         images = {}
         for i in range(n):

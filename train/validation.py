@@ -1,52 +1,65 @@
-"""Validation sampling during training: a plain DDIM loop with text classifier-free guidance,
-decoded and written as mp4 (imageio-ffmpeg). The inference pipeline (``diffusion4d.pipelines``)
-is the full-featured sampler; this loop only watches training progress."""
+"""Validation sampling during training, through the inference pipeline
+(:class:`~diffusion4d.pipelines.Diffusion4DPipeline`), so ``validation.guidance_scale`` is the
+w1 of Eq. 3 exactly as ``diffusion4d generate --guidance W1 0`` reads it
+(``eps_c + w1 (eps_c - eps_uncond)``); videos are written as mp4 (imageio-ffmpeg)."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Any, Dict, List, Sequence
 
 import numpy as np
 import torch
 
 
 @torch.no_grad()
-def ddim_sample(
+def sample_validation(
     unet,
+    vae,
+    text_encoder,
+    tokenizer,
     scheduler_config: Dict,
-    text_embeds: torch.Tensor,
-    uncond_embeds: torch.Tensor,
-    shape: tuple,
+    prompts: Sequence[str],
+    motion: Sequence[float],
+    items: List[Dict[str, Any]],
     *,
     num_inference_steps: int = 10,
     guidance_scale: float = 3.0,
-    generator: Optional[torch.Generator] = None,
-    **conditions,
+    seed: int = 0,
 ) -> torch.Tensor:
-    """Sample latents ``shape`` = ``[B, C, F, h, w]``.
+    """One video per prompt -> frames ``[N, F, 3, H, W]`` in [0, 1].
 
-    ``conditions`` (motion_magnitude, camera_c2w, static_latents, image_latents) go to both
-    branches; only the text is dropped in the unconditional branch.
+    ``items`` are dataset samples (pixels): their frame count and size set the video's, their
+    static orbit conditions a static-3D model, their first frame an image model; ``motion[i]``
+    (NaN: null) conditions a motion model. No prior term (w2 = 0): the prior is not trained yet
+    in stage 1 and is a separate model in stage 2.
     """
     from diffusers import DDIMScheduler
 
-    scheduler = DDIMScheduler.from_config(scheduler_config)
-    scheduler.set_timesteps(num_inference_steps)
-    device, dtype = text_embeds.device, unet.dtype
-    latents = torch.randn(shape, generator=generator, dtype=torch.float32).to(device) * scheduler.init_noise_sigma
-    use_cfg = guidance_scale != 1.0
-    for t in scheduler.timesteps:
-        x = latents.to(dtype)
-        if use_cfg:
-            doubled = {k: (torch.cat([v, v]) if torch.is_tensor(v) else v) for k, v in conditions.items()}
-            out = unet(torch.cat([x, x]), t, torch.cat([uncond_embeds, text_embeds]).to(dtype), **doubled).sample.float()
-            uncond, cond = out.chunk(2)
-            pred = uncond + guidance_scale * (cond - uncond)
-        else:
-            pred = unet(x, t, text_embeds.to(dtype), **conditions).sample.float()
-        latents = scheduler.step(pred, t, latents).prev_sample
-    return latents
+    from diffusion4d.pipelines import Diffusion4DPipeline
+
+    pipe = Diffusion4DPipeline(
+        unet=unet, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=DDIMScheduler.from_config(scheduler_config), vae=vae
+    )
+    pipe.set_progress_bar_config(disable=True)
+    cfg = unet.config
+    videos = []
+    for i, (prompt, m, item) in enumerate(zip(prompts, motion, items)):
+        num_frames, _, height, width = item["frames"].shape
+        kwargs: Dict[str, Any] = {}
+        if cfg.get("static_conditioning", False):
+            kwargs["static_orbit"] = item["static_frames"]
+        if cfg.get("image_conditioning", False):
+            kwargs["image"] = item["frames"][0]
+        use_motion = cfg.get("motion_conditioning", False) and m is not None and math.isfinite(m)
+        out = pipe(
+            prompt=prompt, motion_magnitude=float(m) if use_motion else None, num_frames=num_frames, height=height, width=width,
+            num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, prior_guidance_scale=0.0,
+            generator=torch.Generator().manual_seed(seed + i), output_type="pt", **kwargs,
+        )
+        videos.append(out.frames[0].float().cpu())
+    return torch.stack(videos)
 
 
 def write_mp4(frames: torch.Tensor, path: Path, fps: int = 8) -> Path:

@@ -44,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     inputs.add_argument("--static-3d", dest="static_3d", metavar="ASSET", help="3D asset (.glb/.gltf...): its static orbit conditions the video")
     parser.add_argument("--motion", metavar="M", help="motion magnitude m, or a comma list (0,0.5,1) for a sweep; default: null (model's choice)")
     parser.add_argument("--guidance", nargs=2, type=float, default=(7.0, 0.5), metavar=("W1", "W2"), help="3D-aware CFG weights w1 (text/motion) and w2 (static prior), default 7.0 0.5")
-    parser.add_argument("--prior", choices=("self", "separate"), default="self", help="static prior for w2: this network with m=0 (self) or the checkpoint's prior_unet (separate)")
+    parser.add_argument("--prior", choices=("auto", "separate", "self"), default="auto", help="3D-aware prior for w2: the checkpoint's frozen stage-1 prior_unet (separate), this network at m=0 (self, a variant), or auto: separate when the checkpoint has one (default)")
     parser.add_argument("--scheduler", choices=("ddim", "dpm"), default="ddim", help="sampler: DDIM or DPM-Solver++ (default ddim)")
     parser.add_argument("--steps", type=int, default=None, metavar="N", help="sampling steps (default: 50 for ddim, 20 for dpm)")
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (sample k uses S + k)")
@@ -61,6 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reconstruct", action="store_true", help="fit 4D Gaussians to each sample (recon)")
     parser.add_argument("--recon-preset", default="default", help="recon preset for --reconstruct")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32", help="weights and sampling dtype (default float32; checkpoints trained under DeepSpeed bf16 store bf16 weights, loaded in this dtype)")
 
 
 # ---------------------------------------------------------------------------- argument parsing
@@ -130,6 +131,13 @@ def read_checkpoint_info(model_dir: Path) -> Dict[str, Any]:
     }
 
 
+def resolve_prior(choice: str, info: Dict[str, Any]) -> str:
+    """``auto`` -> ``separate`` when the checkpoint carries a frozen prior, else ``self``."""
+    if choice == "auto":
+        return "separate" if info["has_prior"] else "self"
+    return choice
+
+
 def check_conditions(args: argparse.Namespace, info: Dict[str, Any], motions: List[Optional[float]]) -> None:
     if args.prompt is None and args.image is None and args.static_3d is None:
         raise UserError("give at least one input: --prompt, --image or --static-3d")
@@ -181,7 +189,7 @@ def render_static_orbit(asset: str, num_frames: int, size: int, args: argparse.N
     return frames, cameras
 
 
-def load_pipeline(model_dir: Path, device: str, scheduler: str):
+def load_pipeline(model_dir: Path, device: str, scheduler: str, dtype: str = "float32"):
     from diffusion4d.pipelines import Diffusion4DPipeline
     from diffusion4d.pipelines.schedulers import make_scheduler
 
@@ -190,7 +198,9 @@ def load_pipeline(model_dir: Path, device: str, scheduler: str):
 
         diffusers_logging.disable_progress_bar()
     try:
-        pipe = Diffusion4DPipeline.from_pretrained(str(model_dir))
+        import torch
+
+        pipe = Diffusion4DPipeline.from_pretrained(str(model_dir), torch_dtype=getattr(torch, dtype))
     except UserError:
         raise
     except (OSError, ValueError, KeyError, TypeError) as err:
@@ -255,6 +265,7 @@ def run(args: argparse.Namespace) -> int:
     motions = parse_motion(args.motion)
     motion_list = args.motion is not None and "," in args.motion
     info = read_checkpoint_info(model_dir)
+    args.prior = resolve_prior(args.prior, info)
     check_conditions(args, info, motions)
     num_frames = args.frames or info["num_frames"]
     size = args.resolution or info["resolution"]
@@ -277,7 +288,7 @@ def run(args: argparse.Namespace) -> int:
 
     # 2. model
     with timed(timings, "load_model"):
-        pipe = load_pipeline(model_dir, device, args.scheduler)
+        pipe = load_pipeline(model_dir, device, args.scheduler, getattr(args, "dtype", "float32"))
 
     # 3. samples
     written = []

@@ -58,7 +58,8 @@ def save_pipeline_folder(
         folder: destination (replaced if it exists).
         unet: the :class:`UNet4DConditionModel` (unwrapped, e.g. ``accelerator.unwrap_model``).
         scheduler, text_encoder, tokenizer, vae, image_encoder, prior_unet: pipeline components
-            (None -> ``[null, null]`` in ``model_index.json``).
+            (None -> ``[null, null]`` in ``model_index.json``); a path instead of a model is a
+            saved model folder whose files are hard-linked in (the frozen prior of stage 2).
         training_config: a config dataclass or mapping, saved as ``training_config.yaml``.
     """
     import diffusers
@@ -78,6 +79,9 @@ def save_pipeline_folder(
         for name, obj in parts.items():
             if obj is None:
                 index[name] = [None, None]
+                continue
+            if isinstance(obj, (str, os.PathLike)):  # an already saved model folder: hard-link (or copy) its files
+                index[name] = _link_model_folder(Path(obj), target / name)
                 continue
             library = "diffusion4d" if type(obj).__name__ == "UNet4DConditionModel" else _library_of(obj)
             index[name] = [library, type(obj).__name__]
@@ -103,6 +107,27 @@ def save_pipeline_folder(
             shutil.rmtree(target, ignore_errors=True)
         raise
     return folder
+
+
+def _link_model_folder(source: Path, destination: Path) -> list:
+    """Hard-link the files of a saved model folder into ``destination`` (a copy where links are not
+    possible, e.g. across file systems) -> its ``[library, class]`` entry for ``model_index.json``.
+
+    A stage-2 checkpoint carries its frozen stage-1 prior this way: one copy on disk for the whole
+    run, however many checkpoints hold it, and every checkpoint folder stays self-contained."""
+    config = read_json(source / "config.json")
+    class_name = config.get("_class_name")
+    if not class_name:
+        raise UserError(f"{source}/config.json names no _class_name: not a saved diffusers model folder")
+    destination.mkdir(parents=True, exist_ok=True)
+    for path in sorted(source.iterdir()):
+        if path.is_file():
+            try:
+                os.link(path, destination / path.name)
+            except OSError:
+                shutil.copy2(path, destination / path.name)
+    library = "diffusion4d" if class_name == "UNet4DConditionModel" else "diffusers"
+    return [library, class_name]
 
 
 def read_model_index(folder: PathLike) -> Dict[str, Any]:

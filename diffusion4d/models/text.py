@@ -61,7 +61,12 @@ def load_text_stack(id_or_path: Union[str, os.PathLike], device: Union[str, torc
         id_or_path = minilm_path()
     path = Path(id_or_path)
     try:
-        if (path / "text_encoder").is_dir() or (not path.exists() and where != MINILM):
+        if (path / "text_encoder").is_dir() and not _is_clip(path / "text_encoder"):
+            # a Diffusion4D checkpoint trained with another encoder (e.g. the tiny preset's MiniLM)
+            tokenizer = AutoTokenizer.from_pretrained(str(path / "tokenizer"))
+            check_tokenizer(tokenizer, where)
+            text_encoder = AutoModel.from_pretrained(str(path / "text_encoder"))
+        elif (path / "text_encoder").is_dir() or (not path.exists() and where != MINILM):
             tokenizer = CLIPTokenizer.from_pretrained(str(id_or_path), subfolder="tokenizer")
             check_tokenizer(tokenizer, where)
             text_encoder = CLIPTextModel.from_pretrained(str(id_or_path), subfolder="text_encoder")
@@ -78,6 +83,17 @@ def load_text_stack(id_or_path: Union[str, os.PathLike], device: Union[str, torc
         ) from None
     text_encoder.requires_grad_(False).eval().to(device)
     return tokenizer, text_encoder
+
+
+def _is_clip(folder: Path) -> bool:
+    """Whether a transformers model folder holds a CLIP text model (its config's ``model_type``)."""
+    import json
+
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        return True  # let the CLIP loader report what is wrong
+    return str(config.get("model_type", "clip_text_model")).startswith("clip")
 
 
 def max_text_length(tokenizer) -> int:

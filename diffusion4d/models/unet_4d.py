@@ -159,15 +159,19 @@ class UNet4DConditionModel(UNet3DConditionModel):
         if unknown:
             raise ValueError(f"unknown 4D option(s) {unknown}; valid: {', '.join(NEW_OPTIONS)}")
         path = Path(id_or_path)
+        loader = UNet3DConditionModel
         if path.exists():
             if subfolder and not (path / subfolder / "config.json").is_file():
                 subfolder = None
             config_file = path / (subfolder or "") / "config.json"
             if not config_file.is_file():
                 raise UserError(f"no UNet config.json in {path} (expected {path}/unet/config.json or {path}/config.json)")
-            _check_base_class(json.loads(config_file.read_text()).get("_class_name"), str(id_or_path))
+            class_name = json.loads(config_file.read_text()).get("_class_name")
+            _check_base_class(class_name, str(id_or_path))
+            if class_name == cls.__name__:  # a Diffusion4D checkpoint (e.g. stage 1, the 3D prior): keep its 4D modules
+                loader = cls
         try:
-            base = UNet3DConditionModel.from_pretrained(str(id_or_path), subfolder=subfolder)
+            base = loader.from_pretrained(str(id_or_path), subfolder=subfolder)
         except (OSError, EnvironmentError, ValueError) as err:
             raise UserError(
                 f"cannot load the base video UNet from {id_or_path!r} ({type(err).__name__}): download the diffusers "
@@ -178,21 +182,35 @@ class UNet4DConditionModel(UNet3DConditionModel):
 
     @classmethod
     def from_base_model(cls, base: UNet3DConditionModel, **new_options: Any) -> "UNet4DConditionModel":
-        """Wrap an in-memory ``UNet3DConditionModel`` (its weights are copied) with the 4D modules."""
+        """Wrap an in-memory ``UNet3DConditionModel`` (its weights are copied) with the 4D modules.
+
+        ``base`` may itself be a :class:`UNet4DConditionModel` (stage 2 starting from the stage-1
+        3D prior): its 4D options are the defaults ``new_options`` override, the 4D modules both
+        models have (e.g. the camera embedding) keep their trained weights, and ``conv_in`` keeps
+        every input-channel group (sample, static, image) the two share; new groups start at 0.
+        """
         base_config = {k: v for k, v in dict(base.config).items() if not k.startswith("_")}
-        model = cls(**base_config, **new_options)
+        model = cls(**{**base_config, **new_options})
         state = base.state_dict()
         conv_w = state.pop("conv_in.weight")
+        own = model.state_dict()
+        new_prefixes = ("motion_embedding.", "camera_embedding.", "image_embeds_proj.", "conv_in.weight")
+        # 4D modules of a 4D base that this model was built without are left behind
+        state = {k: v for k, v in state.items() if k in own or not k.startswith(new_prefixes)}
         missing, unexpected = model.load_state_dict(state, strict=False)
         if unexpected:
             raise ValueError(f"base checkpoint has weights the 4D UNet lacks: {unexpected[:5]}")
-        new_prefixes = ("motion_embedding.", "camera_embedding.", "image_embeds_proj.", "conv_in.weight")
         stray = [k for k in missing if not k.startswith(new_prefixes)]
         if stray:
             raise ValueError(f"base checkpoint lacks weights: {stray[:5]}")
         with torch.no_grad():
             model.conv_in.weight.zero_()
-            model.conv_in.weight[:, : conv_w.shape[1]].copy_(conv_w)
+            ours, theirs = _channel_groups(model.config), _channel_groups(base.config)
+            c = model.config.in_channels
+            for group in ours:
+                if group in theirs:
+                    i, j = ours.index(group) * c, theirs.index(group) * c
+                    model.conv_in.weight[:, i : i + c].copy_(conv_w[:, j : j + c])
         return model if base.dtype == model.dtype else model.to(base.dtype)
 
     # ------------------------------------------------------------------ forward
@@ -332,6 +350,16 @@ class UNet4DConditionModel(UNet3DConditionModel):
         if not return_dict:
             return (out,)
         return UNet3DConditionOutput(sample=out)
+
+
+def _channel_groups(config: Any) -> list:
+    """The input-channel groups of ``conv_in`` in order (see :meth:`UNet4DConditionModel._input_channels`)."""
+    groups = ["sample"]
+    if config.get("static_conditioning", False):
+        groups.append("static")
+    if config.get("image_conditioning", False):
+        groups.append("image")
+    return groups
 
 
 def _check_base_class(class_name: Optional[str], where: str) -> None:

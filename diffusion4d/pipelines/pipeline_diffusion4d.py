@@ -10,9 +10,11 @@ Guidance is METHOD.md Eq. 3 (see :mod:`diffusion4d.guidance`)::
     eps = eps_c + w1 (eps_c - eps_uncond) + w2 (eps_c - eps_prior)
 
 where ``eps_c`` sees every given condition, ``eps_uncond`` the dropped ones (empty prompt, null
-motion, zero image / static latents) and ``eps_prior`` is a frozen static 3D prior given the same
-conditions: ``prior="separate"`` uses the loaded ``prior_unet`` (the paper: VideoMV),
-``prior="self"`` the same network with motion magnitude 0 (its own static-orbit prediction).
+motion, zero image / static latents) and ``eps_prior`` is the frozen 3D-aware prior conditioned
+on the text y and the cameras only, as it was trained: ``prior="separate"`` uses the loaded
+``prior_unet`` (training stage 1, the paper's VideoMV), ``prior="self"`` is a variant that uses
+this network with m = 0 and the image / static inputs dropped; ``prior="auto"`` (default) picks
+``separate`` when the checkpoint carries a prior and ``self`` otherwise.
 """
 
 from __future__ import annotations
@@ -204,8 +206,8 @@ class Diffusion4DPipeline(DiffusionPipeline):
             raise ConditionError("this model was not trained for static-3D conditioning (unet static_conditioning=False)")
         if motion_magnitude is not None and not cfg.get("motion_conditioning", False):
             raise ConditionError("this model was not trained with a motion-magnitude condition (motion_conditioning=False)")
-        if prior not in PRIOR_KINDS:
-            raise ConditionError(f"unknown prior {prior!r}; valid: {', '.join(PRIOR_KINDS)}")
+        if prior not in PRIOR_KINDS + ("auto",):
+            raise ConditionError(f"unknown prior {prior!r}; valid: auto, {', '.join(PRIOR_KINDS)}")
         if prior == "separate" and prior_guidance_scale != 0.0 and self.prior_unet is None:
             raise ConditionError("prior='separate' needs a prior_unet in the checkpoint; use prior='self' or prior_guidance_scale=0")
         if motion_magnitude is not None:
@@ -259,9 +261,15 @@ class Diffusion4DPipeline(DiffusionPipeline):
             kwargs["static_latents"] = inputs.static_latents
         if cfg.get("image_conditioning", False):
             kwargs["image_latents"] = inputs.image_latents
-        if inputs.image_embeds is not None:
+        if inputs.image_embeds is not None and cfg.get("image_conditioning", False):
             kwargs["image_embeds"] = inputs.image_embeds
         return kwargs
+
+    def resolve_prior(self, prior: str) -> str:
+        """``"auto"`` -> ``"separate"`` when a ``prior_unet`` is loaded, else ``"self"``."""
+        if prior == "auto":
+            return "separate" if self.prior_unet is not None else "self"
+        return prior
 
     def predict(
         self,
@@ -276,16 +284,20 @@ class Diffusion4DPipeline(DiffusionPipeline):
     ) -> torch.Tensor:
         """The guided model output (Eq. 3) for model-scaled latents ``[B, C, F, h, w]`` at step ``t``.
 
-        ``branches`` maps ``cond``/``uncond`` to their inputs; the ``prior`` branch reuses the
-        ``cond`` inputs (with m = 0 for ``prior="self"``). Branches that run on the same network
-        are concatenated along the batch axis into one forward pass when ``batch_branches``.
+        ``branches`` maps ``cond``/``uncond``/``prior`` to their inputs (``prior``: the text of
+        ``cond``, every other condition dropped, see :meth:`prior_inputs`). ``prior="self"`` runs
+        the prior branch on this network with m = 0, ``"separate"`` on ``prior_unet`` (which
+        takes only the text and the cameras). Branches that run on the same network are
+        concatenated along the batch axis into one forward pass when ``batch_branches``.
         """
         needed = active_branches(guidance_scale, prior_guidance_scale)
+        prior = self.resolve_prior(prior)
+        prior_in = branches.get("prior") or self.prior_inputs(branches["cond"], branches["uncond"])
         # (model, motion override) per branch: prior="self" is the same network with m = 0
         plan = {
             "cond": (self.unet, None, branches["cond"]),
             "uncond": (self.unet, None, branches.get("uncond")),
-            "prior": (self.unet, 0.0, branches["cond"]) if prior == "self" else (self.prior_unet, 0.0, branches["cond"]),
+            "prior": (self.unet, 0.0, prior_in) if prior == "self" else (self.prior_unet, 0.0, prior_in),
         }
         preds: Dict[str, torch.Tensor] = {}
         if batch_branches:
@@ -314,6 +326,13 @@ class Diffusion4DPipeline(DiffusionPipeline):
             preds["cond"], preds.get("uncond"), preds.get("prior"), guidance_scale, prior_guidance_scale
         )
 
+    @staticmethod
+    def prior_inputs(cond: BranchInputs, uncond: BranchInputs) -> BranchInputs:
+        """The prior branch's inputs: eps_bar(z_t, y, t) sees the text y of ``cond`` and nothing
+        else of it (the image / static inputs and image tokens are those of ``uncond``, i.e.
+        dropped; the motion magnitude is set to 0 by the caller for the self variant)."""
+        return replace(uncond, encoder_hidden_states=cond.encoder_hidden_states, motion_magnitude=torch.zeros_like(cond.motion_magnitude))
+
     # ------------------------------------------------------------------ call
     @torch.no_grad()
     def __call__(
@@ -328,7 +347,7 @@ class Diffusion4DPipeline(DiffusionPipeline):
         num_inference_steps: int = 50,
         guidance_scale: float = 7.0,
         prior_guidance_scale: float = 0.5,
-        prior: str = "self",
+        prior: str = "auto",
         num_videos_per_prompt: int = 1,
         generator: Optional[Union[torch.Generator, List[torch.Generator]]] = None,
         latents: Optional[torch.Tensor] = None,
@@ -358,7 +377,9 @@ class Diffusion4DPipeline(DiffusionPipeline):
             num_inference_steps: sampler steps (paper: DDIM 50).
             guidance_scale: w1 of Eq. 3 (paper 7.0).
             prior_guidance_scale: w2 of Eq. 3 (paper 0.5); 0 skips the prior branch.
-            prior: ``"self"`` (this network with m = 0) or ``"separate"`` (``prior_unet``).
+            prior: ``"auto"`` (``separate`` when the checkpoint has a ``prior_unet``, else ``self``),
+                ``"separate"`` (the frozen stage-1 ``prior_unet``, given text + cameras) or
+                ``"self"`` (this network with m = 0 and the image / static inputs dropped).
             num_videos_per_prompt: videos per prompt.
             generator: torch generator(s) for the initial noise (one per video for per-video seeds).
             latents: initial noise ``[B, C, F, h, w]`` (overrides ``generator``).
@@ -465,7 +486,7 @@ class Diffusion4DPipeline(DiffusionPipeline):
         latents = latents.to(device=device, dtype=dtype) * self.scheduler.init_noise_sigma
 
         # 5. denoising loop with 3D-aware guidance
-        branches = {"cond": cond, "uncond": uncond}
+        branches = {"cond": cond, "uncond": uncond, "prior": self.prior_inputs(cond, uncond)}
         with self.progress_bar(total=len(timesteps)) as bar:
             for t in timesteps:
                 model_input = self.scheduler.scale_model_input(latents, t)
