@@ -173,6 +173,11 @@ class Trainer:
             self.ema = EMAModel(self.unet.parameters(), decay=cfg.ema_decay, model_cls=type(self.unet), model_config=self.unet.config)
         self.unet, self.optimizer, self.lr_scheduler = acc.prepare(self.unet, self.optimizer, self.lr_scheduler)
         self.model_dtype = next(acc.unwrap_model(self.unet).parameters()).dtype  # bf16/fp16 under DeepSpeed, else fp32
+        launcher = os.environ.get("ACCELERATE_MIXED_PRECISION")
+        if launcher and launcher != cfg.mixed_precision:
+            log.warning("mixed precision %s from the training config (the launcher's %s is overridden)", cfg.mixed_precision, launcher)
+        log.info("stage %s, mixed precision %s: UNet weights %s, %s engine", cfg.stage, cfg.mixed_precision,
+                 str(self.model_dtype).replace("torch.", ""), "DeepSpeed" if acc.state.deepspeed_plugin else "accelerate")
         if self.ema is not None:
             self.ema.to(self.device)
             acc.register_for_checkpointing(self.ema)
@@ -195,6 +200,8 @@ class Trainer:
             # every rank sees: a missing entry after the barrier is reported, not trained on)
             n = build_latent_cache(self.dataset, cache_dir, self.encode_frames, self.encode_text, rank=self.rank, world=self.world)
             log.info("latent cache %s: rank %d wrote %d entries", cache_dir, self.rank, n)
+            with open(cache_dir / "build_log.jsonl", "a") as fh:  # O_APPEND: one short line per rank and run
+                fh.write(json.dumps({"rank": self.rank, "world": self.world, "written": n}) + "\n")
             acc.wait_for_everyone()
             missing = missing_cache_entries(self.dataset, cache_dir)
             if missing:

@@ -198,9 +198,13 @@ def load_pipeline(model_dir: Path, device: str, scheduler: str, dtype: str = "fl
 
         diffusers_logging.disable_progress_bar()
     try:
+        import warnings
+
         import torch
 
-        pipe = Diffusion4DPipeline.from_pretrained(str(model_dir), torch_dtype=getattr(torch, dtype))
+        with warnings.catch_warnings():  # newer diffusers rename torch_dtype to dtype; older ones know only torch_dtype
+            warnings.simplefilter("ignore", FutureWarning)
+            pipe = Diffusion4DPipeline.from_pretrained(str(model_dir), torch_dtype=getattr(torch, dtype))
     except UserError:
         raise
     except (OSError, ValueError, KeyError, TypeError) as err:
