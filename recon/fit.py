@@ -164,6 +164,7 @@ def fit_static(
         opt_off = Adam([offsets], lr=cfg.lr.offsets)
     batch = max(1, min(cfg.coarse.batch_views, len(views)))
     gen = torch.Generator().manual_seed(cfg.seed)
+    skipped = 0
     for step in progress(range(iterations), desc=desc):
         idx = _pick_views(len(views), batch, gen)
         g = model.activated()
@@ -179,6 +180,9 @@ def fit_static(
                 img, _, info = render_gaussians(gi, views, [i], cfg, model.sh_degree)
                 loss = loss + photometric_loss(img, views.images[[i]], cfg, lpips_model) / len(idx)
                 loss = loss + offsets_l1 * offsets[i].abs().sum(-1).mean() / len(idx)
+        if not loss.requires_grad:  # no Gaussian visible in any of these views: a constant image
+            skipped += 1
+            continue
         loss.backward()
         if strategy is not None:
             strategy.step_post_backward(model.params, optimizers, state, step, info, packed=False)
@@ -189,8 +193,14 @@ def fit_static(
         if opt_off is not None:
             opt_off.step()
             opt_off.zero_grad(set_to_none=True)
+    _warn_skipped(desc, skipped, iterations)
     log.info("%s: %d steps, %d Gaussians", desc, iterations, len(model))
     return iterations
+
+
+def _warn_skipped(desc: str, skipped: int, iterations: int) -> None:
+    if skipped:
+        log.warning("%s: %d of %d steps skipped: no Gaussian was visible in their views (nothing to fit)", desc, skipped, iterations)
 
 
 def make_deformation(cfg: ReconConfig, num_frames: int) -> HexPlaneDeformation:
@@ -224,13 +234,27 @@ def _pyramid_loss(img: Tensor, target: Tensor, factor: int, cfg: ReconConfig) ->
 TRACK_SEARCH_DEGREES = (-30.0, -20.0, -10.0, 10.0, 20.0, 30.0)
 
 
+def num_visible(info: Dict) -> int:
+    """Gaussians that project into at least one of the rendered views (``radii > 0``), from
+    :func:`rasterize`'s ``info`` (either backend; radii ``[C, N, 2]`` or ``[C, N]``)."""
+    seen = info["radii"] > 0
+    if seen.dim() == 3:
+        seen = seen.all(-1)
+    return int(seen.any(0).sum())
+
+
 def track_rigid_knot(model: GaussianModel, field: HexPlaneDeformation, frame: Views, cfg: ReconConfig) -> float:
     """Fit the rigid knot that frame ``frame`` (one view) ends on, everything else frozen.
 
     First a search: the knot's current rotation (a constant-velocity guess) and offsets of
     :data:`TRACK_SEARCH_DEGREES` about each axis, scored on blurred images; then
     ``fine.track_steps`` Adam steps per level of an image pyramid, coarsest first (a blurred
-    image has a wide basin; textures alias at full resolution). Returns the final loss."""
+    image has a wide basin; textures alias at full resolution). Returns the final loss.
+
+    A view in which no Gaussian is visible renders the constant background: nothing to fit
+    (and no gradient). Then the constant-velocity guess is kept, with a warning, and NaN is
+    returned; search candidates that see nothing are never chosen, and a refinement step that
+    moves everything out of view is undone (the knot keeps its last value that saw something)."""
     rigid = field.rigid
     t = float(frame.times[0])
     k = rigid.knot_index_after(t)
@@ -241,34 +265,52 @@ def track_rigid_knot(model: GaussianModel, field: HexPlaneDeformation, frame: Vi
     with torch.no_grad():
         local = apply_local(model.activated(), field, t)
 
-        def score() -> float:
-            img, _, _ = render_gaussians(apply_rigid(local, rigid, t), frame, [0], cfg, model.sh_degree)
-            return float(_pyramid_loss(img, target, levels[0], cfg))
+        def score() -> Tuple[float, int]:
+            img, _, info = render_gaussians(apply_rigid(local, rigid, t), frame, [0], cfg, model.sh_degree)
+            return float(_pyramid_loss(img, target, levels[0], cfg)), num_visible(info)
 
         base = rigid.rotvecs[k - 1].clone()
-        best, best_loss = base, score()
+        best_loss, visible = score()
+        if visible == 0:
+            log.warning(
+                "tracking knot %d (t=%.3f): no Gaussian is visible in its view (%d Gaussians in the model); "
+                "keeping the constant-velocity guess", k, t, len(model),
+            )  # fmt: skip
+            return float("nan")
+        best = base
         for axis in range(3):
             for deg in TRACK_SEARCH_DEGREES:
                 cand = base.clone()
                 cand[axis] += math.radians(deg)
                 rigid.rotvecs[k - 1] = cand
-                loss = score()
-                if loss < best_loss:
+                loss, visible = score()
+                if visible > 0 and loss < best_loss:
                     best, best_loss = cand, loss
         rigid.rotvecs[k - 1] = best
     mask = torch.zeros(rigid.knots - 1, 1, device=rigid.rotvecs.device)
     mask[k - 1] = 1.0
     opt = Adam([{"params": [rigid.rotvecs], "lr": cfg.lr.track_rotation}, {"params": [rigid.translations], "lr": cfg.lr.track_translation}])
-    for factor in levels:  # non-empty, and track_steps > 0: ``loss`` is always set
+    last_seen = (rigid.rotvecs.detach().clone(), rigid.translations.detach().clone())
+    final = best_loss
+    for factor in levels:
         for _ in range(cfg.fine.track_steps):
-            img, _, _ = render_gaussians(apply_rigid(local, rigid, t), frame, [0], cfg, model.sh_degree)
+            img, _, info = render_gaussians(apply_rigid(local, rigid, t), frame, [0], cfg, model.sh_degree)
+            if num_visible(info) == 0 or not img.requires_grad:
+                with torch.no_grad():
+                    rigid.rotvecs.copy_(last_seen[0])
+                    rigid.translations.copy_(last_seen[1])
+                log.warning("tracking knot %d (t=%.3f): a refinement step moved every Gaussian out of view; "
+                            "keeping the knot's last value that saw them", k, t)  # fmt: skip
+                return final
+            last_seen = (rigid.rotvecs.detach().clone(), rigid.translations.detach().clone())
             loss = _pyramid_loss(img, target, factor, cfg)
             loss.backward()
             rigid.rotvecs.grad.mul_(mask)
             rigid.translations.grad.mul_(mask)
             opt.step()
             opt.zero_grad(set_to_none=True)
-    return float(loss.detach())
+            final = float(loss.detach())
+    return final
 
 
 def fit_deformation(
@@ -307,6 +349,7 @@ def fit_deformation(
     batch = max(1, min(cfg.fine.batch_views, len(views)))
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     active = 0
+    skipped = 0
     for step in progress(range(iterations), desc=desc):
         size = curriculum_size(step, len(views), iterations, cfg.fine.time_curriculum)
         while size > active:
@@ -329,6 +372,9 @@ def fit_deformation(
             loss = loss + photometric_loss(img, views.images[[i]], cfg, lpips_model) / len(idx)
             if neighbours is not None:
                 loss = loss + arap_weight * arap_loss(g["means"].detach(), gi["means"], neighbours) / len(idx)
+        if not torch.is_tensor(loss) or not loss.requires_grad:  # nothing visible and no regulariser
+            skipped += 1
+            continue
         loss.backward()
         if optimizers:
             _decay_means_lr(optimizers, cfg.lr.means * cfg.fine.gaussian_lr_scale, step, iterations)
@@ -337,6 +383,7 @@ def fit_deformation(
             opt.zero_grad(set_to_none=True)
     if rigid is not None:
         rigid.extrapolate(rigid.knots - 1)  # knots past the last frame (when there are more knots than frames)
+    _warn_skipped(desc, skipped, iterations)
     log.info("%s: %d steps", desc, iterations)
     return iterations
 
