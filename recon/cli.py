@@ -18,6 +18,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mode", default="orbit", choices=["orbit", "freeze_time"], help="Diffusion4D orbit fit or 4Real freeze-time fit")
     parser.add_argument("--holdout", type=int, default=0, help="hold out every K-th frame for evaluation (0: none)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument(
+        "--restart", action="store_true",
+        help="refit every stage, ignoring the finished coarse stage an earlier run saved in --output "
+        "(by default it is reused when made from the same input and config)",
+    )  # fmt: skip
     parser.add_argument("overrides", nargs="*", help="config overrides key.sub=value (e.g. coarse.iterations=200)")
 
 
@@ -34,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
         holdout=args.holdout,
         device=args.device,
         overrides=args.overrides,
+        restart=args.restart,
     )
     keys = ("psnr_heldout", "ssim_heldout", "psnr_train", "num_gaussians")
     print(json.dumps({k: metrics[k] for k in keys} | {"seconds": round(metrics["timings"]["total"], 1), "output": args.output}))

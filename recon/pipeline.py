@@ -17,8 +17,9 @@ with an as-rigid-as-possible regulariser.
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Iterator, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -42,6 +43,7 @@ from recon.gaussians import GaussianModel
 from recon.losses import load_lpips, psnr, ssim
 from recon.rasterize import resolve_backend
 from recon.recon_config import ReconConfig, load_recon_config
+from recon.resume import COARSE_FILE, coarse_inputs, load_coarse, save_coarse
 
 log = get_logger(__name__)
 PathLike = Union[str, Path]
@@ -62,6 +64,26 @@ def _is_clip(folder: Path) -> bool:
     return (folder / "cameras.json").is_file()
 
 
+def _one_line(err: BaseException) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    text = lines[0] if lines else ""
+    return f"{type(err).__name__}: {text}" + (" [...]" if len(lines) > 1 else "")
+
+
+@contextmanager
+def stage(name: str, clip_dir: Path) -> Iterator[None]:
+    """Turn an unexpected exception inside stage ``name`` into a :class:`UserError` naming the stage
+    and the asset (the command line prints it on one line, exit status 2); the traceback is
+    logged at DEBUG level (``diffusion4d -v reconstruct ...``) and chained as ``__cause__``."""
+    try:
+        yield
+    except UserError:
+        raise
+    except Exception as err:
+        log.debug("%s stage failed on %s", name, clip_dir, exc_info=True)
+        raise UserError(f"{name} stage failed on {clip_dir}: {_one_line(err)}") from err
+
+
 def reconstruct(
     clip_dir: PathLike,
     output_dir: PathLike,
@@ -73,6 +95,7 @@ def reconstruct(
     holdout: int = 0,
     device: Optional[Union[str, torch.device]] = None,
     overrides: Sequence[str] = (),
+    restart: bool = False,
 ) -> dict:
     """Reconstruct 4D Gaussians from the orbital video in ``clip_dir`` (a ``<uid>/dynamic`` clip).
 
@@ -82,6 +105,13 @@ def reconstruct(
         backend: rasterizer ``auto | gsplat | torch``. mode: ``orbit | freeze_time``.
         holdout: hold out every K-th frame for evaluation (0: evaluate on the training frames).
         device: torch device (default: CUDA when available, else CPU).
+        restart: ignore a finished stage saved in ``output_dir`` by an earlier run. Otherwise the
+            coarse stage saved there (``coarse.safetensors``) is reused when it was made from the
+            same input clips and the same config (:mod:`recon.resume`), and refitted when not.
+
+    Raises:
+        UserError: bad input or config, or an exception inside a stage (the message names the
+            stage and ``clip_dir``; the original exception is its ``__cause__``).
 
     Returns:
         The content of ``output_dir/metrics.json``.
@@ -111,7 +141,7 @@ def reconstruct(
     timings: dict = {}
 
     # 1. data
-    with timed(timings, "load"):
+    with timed(timings, "load"), stage("load", clip_dir):
         dyn = load_views(clip_dir, cfg.resolution, cfg.background, dev)
         held = holdout_indices(len(dyn), cfg.holdout)
         train_idx = [i for i in range(len(dyn)) if i not in held]
@@ -121,36 +151,59 @@ def reconstruct(
         static = load_views(Path(static_dir), cfg.resolution, cfg.background, dev) if static_dir else None
         if static is not None and (static.width, static.height) != (dyn.width, dyn.height):
             raise UserError(f"static clip is {static.width}x{static.height}, dynamic clip {dyn.width}x{dyn.height}")
-    lpips_model = load_lpips(cfg.loss.lpips_net) if cfg.loss.lpips > 0 else None
-    if lpips_model is not None:
-        lpips_model = lpips_model.to(dev)
+    with stage("load", clip_dir):
+        lpips_model = load_lpips(cfg.loss.lpips_net) if cfg.loss.lpips > 0 else None
+        if lpips_model is not None:
+            lpips_model = lpips_model.to(dev)
     log.info(
         "reconstruct %s: %d frames (%d held out), %dx%d, static orbit: %s, mode %s, backend %s, device %s",
         clip_dir, len(dyn), len(held), dyn.width, dyn.height, "yes" if static else "no", cfg.mode, cfg.backend, dev,
     )  # fmt: skip
 
-    # 2. coarse / canonical
-    gen = torch.Generator().manual_seed(cfg.seed)
-    model = GaussianModel.random(
-        cfg.init.num_points, cfg.init.extent, cfg.init.sh_degree, cfg.init.init_opacity, gen, cfg.init.scale_factor
-    ).to(dev)
-    if static is not None:
-        t0 = [0] if 0 in train_idx else []
-        coarse_views = Views.cat([static, dyn.subset(t0)]) if t0 else static
+    # 2. coarse / canonical (saved before the fine stage starts; a rerun reuses it)
+    coarse_path = output_dir / COARSE_FILE
+    description = coarse_inputs(cfg, {"clip": clip_dir, "static": Path(static_dir) if static_dir else None})
+    model: Optional[GaussianModel] = None
+    resumed = []
+    if restart:
+        if coarse_path.exists():
+            log.info("coarse stage: --restart: ignoring the saved %s", coarse_path)
     else:
-        coarse_views = train
-    with timed(timings, "coarse"):
-        fit_static(model, coarse_views, cfg, cfg.coarse.iterations, cfg.coarse.densify, desc="coarse", lpips_model=lpips_model)
-        if cfg.mode == "freeze_time" and cfg.freeze_time.offset_iterations > 0:
-            fit_static(
-                model, coarse_views, cfg, cfg.freeze_time.offset_iterations,
-                offsets_l1=cfg.freeze_time.offset_l1, desc="canonical+offsets", lpips_model=lpips_model,
-            )  # fmt: skip
+        model, meta, reason = load_coarse(coarse_path, description, dev)
+        if model is not None:
+            resumed.append("coarse")
+            timings["coarse"] = 0.0
+            log.info("coarse stage: already finished (%s, %d Gaussians, fitted in %s s): skipping it (--restart refits)",
+                     coarse_path, len(model), meta.get("seconds", "?"))  # fmt: skip
+        elif coarse_path.exists():
+            log.info("coarse stage: not reusing %s: %s; refitting it", coarse_path, reason)
+    if model is None:
+        with timed(timings, "coarse"), stage("coarse", clip_dir):
+            coarse_start = time.perf_counter()
+            gen = torch.Generator().manual_seed(cfg.seed)
+            model = GaussianModel.random(
+                cfg.init.num_points, cfg.init.extent, cfg.init.sh_degree, cfg.init.init_opacity, gen, cfg.init.scale_factor
+            ).to(dev)
+            if static is not None:
+                t0 = [0] if 0 in train_idx else []
+                coarse_views = Views.cat([static, dyn.subset(t0)]) if t0 else static
+            else:
+                coarse_views = train
+            fit_static(model, coarse_views, cfg, cfg.coarse.iterations, cfg.coarse.densify, desc="coarse", lpips_model=lpips_model)
+            if cfg.mode == "freeze_time" and cfg.freeze_time.offset_iterations > 0:
+                fit_static(
+                    model, coarse_views, cfg, cfg.freeze_time.offset_iterations,
+                    offsets_l1=cfg.freeze_time.offset_l1, desc="canonical+offsets", lpips_model=lpips_model,
+                )  # fmt: skip
+            save_coarse(coarse_path, model, description, time.perf_counter() - coarse_start)
+            log.info("coarse stage: saved to %s", coarse_path)
+    # the fine stage starts from the same random state whether the coarse stage ran now or earlier
+    torch.manual_seed(cfg.seed + 1)
 
     # 3. deformation
-    field = make_deformation(cfg, len(dyn)).to(dev)
     temporal_source = "orbit"
-    with timed(timings, "fine"):
+    with timed(timings, "fine"), stage("fine", clip_dir):
+        field = make_deformation(cfg, len(dyn)).to(dev)
         if cfg.mode == "orbit":
             fit_deformation(model, field, train, cfg, cfg.fine.iterations, desc="fine", lpips_model=lpips_model)
         else:
@@ -167,7 +220,7 @@ def reconstruct(
             )  # fmt: skip
 
     # 4. evaluate + export
-    with timed(timings, "evaluate"):
+    with timed(timings, "evaluate"), stage("evaluate", clip_dir):
         pred, _ = render_frames(model, field, dyn.viewmats, dyn.Ks, dyn.times, dyn.width, dyn.height, cfg, cfg.background)
 
         def scores(index):
@@ -178,7 +231,7 @@ def reconstruct(
 
         psnr_h, ssim_h, per_h = scores(held)
         psnr_t, ssim_t, _ = scores(train_idx)
-    with timed(timings, "export"):
+    with timed(timings, "export"), stage("export", clip_dir):
         _export(model, field, cfg, clip_dir, output_dir, dyn, temporal_source)
     timings["total"] = time.perf_counter() - t_start
     metrics = {
@@ -203,6 +256,7 @@ def reconstruct(
         "temporal_source": temporal_source,
         "lpips_loss": lpips_model is not None,
         "timings": timings,
+        "resumed": resumed,
     }
     atomic_write_json(output_dir / "metrics.json", metrics)
     log.info("done in %.1f s: held-out PSNR %s, train PSNR %.2f dB", timings["total"],
