@@ -10,6 +10,7 @@ reproduces the losses of the uninterrupted run exactly on CPU.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import hashlib
 import json
@@ -96,6 +97,27 @@ def make_accelerator(cfg: TrainConfig):
     return accelerator
 
 
+@contextlib.contextmanager
+def _zero3_init_disabled(accelerator):
+    """A context in which ``from_pretrained`` builds whole modules under DeepSpeed ZeRO-3.
+
+    accelerate registers its DeepSpeed config with transformers whatever ``zero3_init_flag`` says,
+    and transformers then partitions every model it loads under ZeRO-3, including the frozen text
+    encoder that no engine ever gathers ("'weight' must be 2-D" at the first prompt). The
+    registration is lifted while the components load and restored afterwards."""
+    plugin = accelerator.state.deepspeed_plugin
+    if plugin is None or not plugin.hf_ds_config.is_zero3():
+        yield
+        return
+    from transformers.integrations import unset_hf_deepspeed_config
+
+    unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        plugin.set_deepspeed_weakref()
+
+
 def _seed_for(cfg: TrainConfig, micro_step: int, rank: int) -> int:
     return (cfg.seed * 1_000_003 + micro_step * 7_919 + rank * 104_729) % (2**62)
 
@@ -132,7 +154,8 @@ class Trainer:
             save_config(cfg, self.out / "config.yaml")
         acc.wait_for_everyone()
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
-        c = build_components(cfg.model, cfg.data)
+        with _zero3_init_disabled(acc):  # frozen encoders stay whole: ZeRO-3 partitions only what the engine trains
+            c = build_components(cfg.model, cfg.data)
         self.unet, self.vae, self.tokenizer, self.text_encoder, self.noise_scheduler = (
             c.unet, c.vae, c.tokenizer, c.text_encoder, c.noise_scheduler
         )
@@ -144,7 +167,7 @@ class Trainer:
                 log.info("frozen 3D prior: %s (from %s), linked into every checkpoint", self.prior_dir, c.prior_source)
             acc.wait_for_everyone()
         elif cfg.stage == "4d":
-            log.warning("no frozen 3D prior (model.prior=%s, model.base is not a stage-1 checkpoint): "
+            (log.info if cfg.model.base == "tiny" else log.warning)("no frozen 3D prior (model.prior=%s, model.base is not a stage-1 checkpoint): "
                         "`generate` will use the self prior (this network at m = 0)", cfg.model.prior)
         if cfg.model.gradient_checkpointing:
             self.unet.enable_gradient_checkpointing()
@@ -270,13 +293,20 @@ class Trainer:
 
     # ------------------------------------------------------------------ outputs
     def pipeline_unet(self):
+        """The UNet as the pipeline folder stores it: EMA weights when kept, whole (gathered) under ZeRO-3."""
         unet = self.acc.unwrap_model(self.unet)
-        if self.ema is None:
+        gathered = getattr(self, "_gathered_state", None)
+        if self.ema is None and gathered is None:
             return unet
         copy = type(unet).from_config(unet.config)
-        copy.load_state_dict(unet.state_dict())
-        self.ema.copy_to(copy.parameters())
+        copy.load_state_dict(gathered if gathered is not None else unet.state_dict())
+        if self.ema is not None:
+            self.ema.copy_to(copy.parameters())
         return copy
+
+    def _zero3(self) -> bool:
+        ds = self.acc.state.deepspeed_plugin
+        return ds is not None and ds.zero_stage == 3
 
     def write_pipeline(self, folder: Path) -> None:
         from diffusers import DDIMScheduler
@@ -291,7 +321,13 @@ class Trainer:
 
     def checkpoint(self) -> None:
         with_timing = time.perf_counter()
-        self.last_checkpoint = save_checkpoint(self.acc, self.out, self.step, self.write_pipeline, self.cfg.keep_last)
+        # ZeRO-3 shards the parameters: every rank takes part in gathering them (16-bit, see
+        # stage3_gather_16bit_weights_on_model_save) before the main process writes the pipeline folder
+        self._gathered_state = self.acc.get_state_dict(self.unet) if self._zero3() else None
+        try:
+            self.last_checkpoint = save_checkpoint(self.acc, self.out, self.step, self.write_pipeline, self.cfg.keep_last)
+        finally:
+            self._gathered_state = None
         line = json.dumps({"step": self.step, "rank": self.rank, "checksum": _param_checksum(self.acc.unwrap_model(self.unet))})
         with open(self.out / "replica_checksums.jsonl", "a") as fh:  # O_APPEND: one short line per rank
             fh.write(line + "\n")
