@@ -17,6 +17,7 @@ from typing import Dict, List
 
 from diffusion4d.config import save_config
 from diffusion4d.io import ManifestRecord, ManifestWriter, read_manifest
+from diffusion4d.io.names import UnsafeNameError, join_inside
 from diffusion4d.logging_utils import progress
 
 from .curate_asset import AssetTask, curate_asset
@@ -68,6 +69,19 @@ def pending_tasks(tasks: List[AssetTask], manifest_path: Path, retry_failed: boo
     return todo, skipped
 
 
+def unsafe_task_reason(task: AssetTask, output: Path) -> str:
+    """"" when ``task.uid`` may become ``output/<uid>``; else the failure reason (``unsafe_uid: ...``).
+
+    The safe-name gate (:mod:`diffusion4d.io.names`): a uid such as ``../../x``, ``/abs/path``,
+    ``..`` or ``a/b`` (from any source) never reaches the worker, which would write there.
+    """
+    try:
+        join_inside(output, task.uid, "uid")
+    except UnsafeNameError as err:
+        return f"unsafe_uid: {err}"
+    return ""
+
+
 def run_curation(cfg: CurateConfig, tasks: List[AssetTask]) -> CurationSummary:
     """Curate ``tasks`` into ``cfg.output``; returns the summary (also logged)."""
     out = Path(cfg.output)
@@ -79,6 +93,19 @@ def run_curation(cfg: CurateConfig, tasks: List[AssetTask]) -> CurationSummary:
     writer = ManifestWriter(manifest_path)
     reasons: Counter = Counter()
     start = time.perf_counter()
+    safe = []
+    for task in todo:  # the safe-name gate: an unsafe uid is recorded failed, nothing is written for it
+        why = unsafe_task_reason(task, out)
+        if not why:
+            safe.append(task)
+            continue
+        writer.append(ManifestRecord(task.uid, task.source, "failed", why, caption=task.caption,
+                                     renderer=cfg.render.renderer, extra=dict(task.extra)))
+        summary.rendered += 1
+        summary.failed += 1
+        reasons["failed:unsafe_uid"] += 1
+        logger.warning("%s", why)
+    todo = safe
     results = run_tasks(curate_asset, todo, cfg, executor=cfg.executor, workers=cfg.workers, timeout=cfg.timeout,
                         address=cfg.ray_address)
     for task, result in progress(results, desc="curate", total=len(todo), unit="asset"):

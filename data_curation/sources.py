@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence
 
 from diffusion4d.errors import UserError
+from diffusion4d.io.names import is_safe_name, make_safe_name
 
 from .curate_asset import AssetTask
 from .curate_config import parse_shard
@@ -54,9 +55,9 @@ def local_tasks(inputs: Sequence[str], renderer: str = "fast") -> List[AssetTask
             raise UserError(f"input not found: {p}")
     tasks, seen = [], {}
     for f in files:
-        uid = f.stem
+        uid = make_safe_name(f.stem)  # the uid becomes a folder: stems with spaces, '..' etc. get a safe form
         if uid in seen:  # same stem in two folders: keep both, disambiguated by a path hash
-            uid = f"{f.stem}-{hashlib.sha1(str(f.resolve()).encode()).hexdigest()[:8]}"
+            uid = f"{uid[:119]}-{hashlib.sha1(str(f.resolve()).encode()).hexdigest()[:8]}"
         seen[uid] = f
         tasks.append(AssetTask(uid=uid, path=str(f.resolve()), source="local"))
     return tasks
@@ -110,7 +111,7 @@ def objaverse_tasks(uids: Sequence[str], store: Optional[str] = None) -> List[As
     except Exception as err:
         raise UserError(f"cannot read the Objaverse object index in {objaverse._VERSIONED_PATH} ({type(err).__name__}); "
                         "pass --objaverse-path to a local mirror holding object-paths.json.gz") from None
-    present = [u for u in uids if u in known]
+    present = [u for u in uids if is_safe_name(u) and u in known]  # unsafe uids fail in the runner (safe-name gate)
     paths: Dict[str, str] = {}
     try:
         paths = objaverse.load_objects(present, download_processes=1)

@@ -100,6 +100,29 @@ def sample_names(base: str, num_samples: int, motions: List[Optional[float]], mo
     return out
 
 
+def sample_base(args: argparse.Namespace) -> str:
+    """The sample name: ``--name`` (must follow the safe-name rule of :mod:`diffusion4d.io.names`)
+    or a slug of the prompt / input file name."""
+    from diffusion4d.io.names import safe_name
+
+    if args.name is not None:
+        return safe_name(args.name, "--name")
+    return slugify(args.prompt or Path(args.image or args.static_3d or "sample").stem)
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """Checks of the arguments alone (no model, no file written yet): UserError on bad input."""
+    sample_base(args)
+
+
+def check_sample_names(output: Path, names: List[str]) -> None:
+    """Every sample folder ``output/<name>`` stays inside ``output`` (UserError otherwise)."""
+    from diffusion4d.io.names import join_inside
+
+    for name in names:
+        join_inside(output, name, "sample name")
+
+
 # ---------------------------------------------------------------------------- checkpoint inspection
 def read_checkpoint_info(model_dir: Path) -> Dict[str, Any]:
     """Model facts needed before loading it: conditioning flags, frames, size (from the configs)."""
@@ -264,6 +287,7 @@ def run(args: argparse.Namespace) -> int:
     from diffusion4d.pipelines import ConditionError
     from diffusion4d.pipelines.schedulers import DEFAULT_STEPS
 
+    check_arguments(args)
     timings: Dict[str, float] = {}
     model_dir = Path(args.model)
     motions = parse_motion(args.motion)
@@ -288,7 +312,8 @@ def run(args: argparse.Namespace) -> int:
             image = prepare_image(load_image(args.image), size=size)
         if args.static_3d is not None:
             static_frames, static_cameras = render_static_orbit(args.static_3d, num_frames, size, args)
-    base = args.name or slugify(args.prompt or Path(args.image or args.static_3d).stem)
+    base = sample_base(args)
+    check_sample_names(output, [n for n, _, _ in sample_names(base, args.num_samples, motions, motion_list)])
 
     # 2. model
     with timed(timings, "load_model"):

@@ -1,4 +1,5 @@
-"""On-disk formats shared by every stage: rendered clips and the curation manifest."""
+"""On-disk formats shared by every stage: rendered clips and the curation manifest, and the
+safe-name gate for names that become paths (:mod:`diffusion4d.io.names`)."""
 
 from diffusion4d.io.clip import (
     Clip,
@@ -14,10 +15,17 @@ from diffusion4d.io.clip import (
     write_clip,
     write_meta,
 )
+from diffusion4d.io.names import SAFE_NAME_PATTERN, UnsafeNameError, is_safe_name, join_inside, make_safe_name, safe_name
 from diffusion4d.io.manifest import ManifestRecord, ManifestWriter, read_manifest
 from diffusion4d.io.video import read_video, write_video
 
 __all__ = [
+    "SAFE_NAME_PATTERN",
+    "UnsafeNameError",
+    "is_safe_name",
+    "join_inside",
+    "make_safe_name",
+    "safe_name",
     "Clip",
     "ManifestRecord",
     "ManifestWriter",
