@@ -1,4 +1,4 @@
-"""3D-aware classifier-free guidance (METHOD.md Eq. 3) as small pure functions.
+"""3D-aware classifier-free guidance (docs/method.md Eq. 3) as small pure functions.
 
 .. math::
 

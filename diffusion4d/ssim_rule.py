@@ -1,4 +1,4 @@
-"""The SSIM motion rule of Diffusion4D's curation (METHOD.md, rule 2).
+"""The SSIM motion rule of Diffusion4D's curation (docs/method.md, rule 2).
 
 From the front-view video (fixed camera, animation playing) take frames t0, t(T/4), t(T/2);
 compute SSIM(t0, T/4) and SSIM(t0, T/2). Reject the asset when **both** are above

@@ -16,12 +16,17 @@ def test_quick_demo_runs_every_stage_and_reruns_skip(tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stderr[-3000:]
     state = json.loads((out / "demo_state.json").read_text())["stages"]
-    assert list(state) == ["assets", "curate", "train", "generate", "reconstruct", "evaluate", "report"]
+    assert list(state) == ["assets", "curate", "train_prior", "train", "generate", "reconstruct", "evaluate", "report"]
     assert all(s["status"] == "done" for s in state.values())
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["curation"]["counts"]["accepted"] >= 2
     assert metrics["training"]["loss_last_tenth"] < metrics["training"]["loss_first_tenth"]
     assert len(metrics["motion_control"]["requested"]) >= 3
+    # both stages of the recipe ran: stage 2 started from the stage-1 prior and carries it, generation used it
+    assert state["train"]["prior"] == state["train_prior"]["checkpoint"] is not None
+    assert (out / "train" / "checkpoint-300" / "prior_unet" / "config.json").is_file()
+    gen = json.loads(next((out / "generated" / "prompts").glob("*/generation.json")).read_text())
+    assert gen["prior"] == "separate"
     assert set(metrics["reconstruction"]) == {"generated", "ground_truth"}
     html = (out / "report.html").read_text()
     assert html.count("<video") >= 8 and "<svg" in html
@@ -31,4 +36,4 @@ def test_quick_demo_runs_every_stage_and_reruns_skip(tmp_path):
     # a rerun skips every completed stage
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0
-    assert again.stderr.count("already done") == 7
+    assert again.stderr.count("already done") == 8

@@ -1,4 +1,4 @@
-"""3D-aware classifier-free guidance (METHOD.md Eq. 3): the maths and what each branch sees."""
+"""3D-aware classifier-free guidance (docs/method.md Eq. 3): the maths and what each branch sees."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Diffusion losses as small pure functions (METHOD.md Eq. 2).
+"""Diffusion losses as small pure functions (docs/method.md Eq. 2).
 
 Shapes: latents ``[B, C, F, h, w]``; timesteps ``[B]`` (int, index into the scheduler's
 ``alphas_cumprod``).

@@ -39,7 +39,8 @@ class DemoConfig:
     frames: int = 8  # frames per orbit (curation, training and generation)
     render_resolution: int = 64  # curation render size (pixels)
     train_resolution: int = 16  # training / generation size (pixels; 16 px trains 4x faster than 32 px on CPU)
-    train_steps: int = 1000  # optimisation steps of the tiny model
+    prior_steps: int = 300  # stage 1: steps of the tiny 3D-aware prior on static orbits (0: skip stage 1, stage 2 from scratch)
+    train_steps: int = 1000  # stage 2: optimisation steps of the tiny 4D model (starts from the stage-1 prior)
     train_overrides: List[str] = field(default_factory=list)  # extra trainer overrides (key=value)
     threads: int = 0  # torch CPU threads of the training stage (0 = torch's default, all cores)
     prompts: int = 3  # training captions generated as text-to-4D samples
@@ -78,6 +79,10 @@ class DemoRun:
     @property
     def curated_dir(self) -> Path:
         return self.out / "curated"
+
+    @property
+    def prior_dir(self) -> Path:
+        return self.out / "train_prior3d"
 
     @property
     def train_dir(self) -> Path:
@@ -156,30 +161,46 @@ def stage_curate(run: DemoRun) -> dict:
     return {"counts": counts}
 
 
-def stage_train(run: DemoRun) -> dict:
+def _train(run: DemoRun, preset: str, output: Path, steps: int, extra: List[str]) -> Path:
     from train.finetune import main as train_main
 
     c = run.cfg
     argv = [
-        "--config", str(CONFIG_DIR.parent / "train" / "tiny.yaml"),
-        f"data.root={run.curated_dir}", f"output_dir={run.train_dir}", f"max_steps={c.train_steps}",
+        "--config", str(CONFIG_DIR.parent / "train" / preset),
+        f"data.root={run.curated_dir}", f"output_dir={output}", f"max_steps={steps}",
         f"seed={c.seed}", f"data.resolution={c.train_resolution}", f"data.num_frames={c.frames}",
-        f"checkpoint_every={max(c.train_steps // 2, 1)}", "validation.every=0", f"num_threads={c.threads}",
-        *c.train_overrides,
+        f"checkpoint_every={max(steps // 2, 1)}", "validation.every=0", f"num_threads={c.threads}",
+        *extra, *c.train_overrides,
     ]  # fmt: skip
     logger.info("$ accelerate launch train/finetune.py %s", " ".join(argv))
     status = train_main(argv)
     if status not in (0, None):
-        raise RuntimeError(f"training exited with status {status}")
-    return {"checkpoint": str(_latest_checkpoint(run))}
+        raise RuntimeError(f"training ({preset}) exited with status {status}")
+    return _latest_checkpoint(output)
 
 
-def _latest_checkpoint(run: DemoRun) -> Path:
+def stage_train_prior(run: DemoRun) -> dict:
+    """Stage 1: the tiny 3D-aware prior on the static orbits of every curated asset (motionless ones included)."""
+    if run.cfg.prior_steps <= 0:
+        return {"checkpoint": None}
+    return {"checkpoint": str(_train(run, "tiny_prior3d.yaml", run.prior_dir, run.cfg.prior_steps, []))}
+
+
+def stage_train(run: DemoRun) -> dict:
+    """Stage 2: the tiny 4D model, started from the stage-1 prior, which its checkpoints carry frozen."""
+    prior = run.state.get("train_prior", {}).get("checkpoint")
+    extra = [f"model.base={prior}", "model.text_encoder=base"] if prior else []
+    return {"checkpoint": str(_train(run, "tiny.yaml", run.train_dir, run.cfg.train_steps, extra)), "prior": prior}
+
+
+def _latest_checkpoint(train_dir) -> Path:
     from train.checkpointing import list_checkpoints
 
-    checkpoints = list_checkpoints(run.train_dir)
+    if isinstance(train_dir, DemoRun):
+        train_dir = train_dir.train_dir
+    checkpoints = list_checkpoints(train_dir)
     if not checkpoints:
-        raise RuntimeError(f"training wrote no checkpoint under {run.train_dir}")
+        raise RuntimeError(f"training wrote no checkpoint under {train_dir}")
     return checkpoints[-1][1]
 
 
@@ -257,6 +278,7 @@ def stage_report(run: DemoRun) -> dict:
 STAGES: List[tuple] = [
     ("assets", stage_assets),
     ("curate", stage_curate),
+    ("train_prior", stage_train_prior),
     ("train", stage_train),
     ("generate", stage_generate),
     ("reconstruct", stage_reconstruct),

@@ -83,10 +83,17 @@ def section_training(run: "DemoRun", report: R.Report, metrics: dict) -> None:
         if key in losses[0]:
             vals = [float(r[key]) for r in losses]
             series[f"{key} (smoothed)"] = (steps, _smooth(vals, max(1, len(vals) // 20)))
+    prior_losses = _read_losses(run.prior_dir)
+    if prior_losses:  # stage 1, the 3D-aware prior on static orbits, which stage 2 starts from
+        vals = [float(r["loss"]) for r in prior_losses]
+        series["stage-1 prior loss (smoothed)"] = ([float(r["step"]) for r in prior_losses], _smooth(vals, max(1, len(vals) // 20)))
     body = R.line_plot(series, title="training loss", xlabel="step", ylabel="loss", log_y=True, width=640)
     first = float(np.mean([r["loss"] for r in losses[: max(1, len(losses) // 10)]]))
     last = float(np.mean([r["loss"] for r in losses[-max(1, len(losses) // 10):]]))
-    body += R.paragraph(f"{len(losses)} logged steps; mean loss over the first tenth {first:.4f}, over the last tenth {last:.4f}.")
+    if prior_losses:
+        body += R.paragraph(f"Stage 1 trained the 3D-aware prior on the static orbits of every curated asset for {len(prior_losses)} "
+                            "steps; stage 2 (below) started from it and stores it, frozen, as the prior of the 3D-aware guidance.")
+    body += R.paragraph(f"Stage 2: {len(losses)} logged steps; mean loss over the first tenth {first:.4f}, over the last tenth {last:.4f}.")
     metrics["training"] = {"steps": int(steps[-1]), "loss_first_tenth": first, "loss_last_tenth": last}
     report.add("2. Training the tiny 4D-aware model", body)
 

@@ -4,7 +4,7 @@
 ModelScope text-to-video architecture that VideoMV and the paper fine-tune), so the base's
 state-dict keys load unchanged, and adds:
 
-* motion-magnitude embedding (METHOD.md Eq. 1/2): sinusoidal features of m -> 2-layer MLP with a
+* motion-magnitude embedding (docs/method.md Eq. 1/2): sinusoidal features of m -> 2-layer MLP with a
   zero-initialised output layer, added to the timestep embedding; a learned null embedding
   (init 0) when m is None or NaN (condition dropped for classifier-free guidance);
 * per-frame camera embedding: the flattened 3x4 OpenCV c2w of each frame -> MLP (zero-init

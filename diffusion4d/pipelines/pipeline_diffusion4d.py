@@ -5,7 +5,7 @@ The generated video is an *orbital* video: frame i is seen from camera i of the 
 fine-tuned on and the one 4D reconstruction expects. Every frame's OpenCV camera-to-world is
 fed to the UNet (``camera_c2w``).
 
-Guidance is METHOD.md Eq. 3 (see :mod:`diffusion4d.guidance`)::
+Guidance is docs/method.md Eq. 3 (see :mod:`diffusion4d.guidance`)::
 
     eps = eps_c + w1 (eps_c - eps_uncond) + w2 (eps_c - eps_prior)
 
