@@ -253,7 +253,7 @@ def track_rigid_knot(model: GaussianModel, field: HexPlaneDeformation, frame: Vi
 
     A view in which no Gaussian is visible renders the constant background: nothing to fit
     (and no gradient). Then the constant-velocity guess is kept, with a warning, and NaN is
-    returned; search candidates that see nothing are never chosen, and a refinement step that
+    returned (non-finite Gaussians, which are never visible either, raise FloatingPointError); search candidates that see nothing are never chosen, and a refinement step that
     moves everything out of view is undone (the knot keeps its last value that saw something)."""
     rigid = field.rigid
     t = float(frame.times[0])
@@ -272,9 +272,15 @@ def track_rigid_knot(model: GaussianModel, field: HexPlaneDeformation, frame: Vi
         base = rigid.rotvecs[k - 1].clone()
         best_loss, visible = score()
         if visible == 0:
+            moved = apply_rigid(local, rigid, t)
+            if not all(bool(torch.isfinite(moved[key]).all()) for key in ("means", "quats", "scales", "opacities")):
+                raise FloatingPointError(
+                    f"non-finite Gaussians at t={t:.3f} (the fit diverged): nothing can be rendered or tracked"
+                )
             log.warning(
-                "tracking knot %d (t=%.3f): no Gaussian is visible in its view (%d Gaussians in the model); "
-                "keeping the constant-velocity guess", k, t, len(model),
+                "tracking knot %d (t=%.3f): no Gaussian is visible in its view (%d Gaussians in the model; "
+                "guess: %.0f degrees, translation %.2f); keeping the constant-velocity guess",
+                k, t, len(model), math.degrees(float(base.norm())), float(rigid.translations[k - 1].norm()),
             )  # fmt: skip
             return float("nan")
         best = base

@@ -75,6 +75,17 @@ def test_tracking_with_no_gaussians_left():
     assert track_rigid_knot(model, field, _views(LOOK_AT_ORIGIN[None], [2.0 / 3.0]), cfg) != 0.0
 
 
+def test_tracking_non_finite_gaussians_is_an_error_not_a_silent_skip():
+    import pytest
+
+    cfg = _cfg()
+    model, field = _model(), _prepared_field(cfg)
+    with torch.no_grad():
+        model.params["means"][:] = float("nan")  # a diverged fit: every Gaussian is culled, so nothing is visible
+    with pytest.raises(FloatingPointError, match="non-finite Gaussians"):
+        track_rigid_knot(model, field, _views(LOOK_AT_ORIGIN[None], [2.0 / 3.0]), cfg)
+
+
 def test_fine_stage_with_a_view_where_nothing_is_visible_completes():
     """The fine stage's time curriculum tracks every frame; one of them sees nothing."""
     cfg = _cfg("fine.iterations=6", "fine.tv_weight=0", "fine.rigid_smoothness=0")
