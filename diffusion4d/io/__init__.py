@@ -3,6 +3,8 @@ safe-name gate for names that become paths (:mod:`diffusion4d.io.names`)."""
 
 from diffusion4d.io.clip import (
     Clip,
+    validate_cameras_json,
+    validate_meta,
     atomic_write_json,
     clip_dir,
     frame_path,
@@ -15,11 +17,16 @@ from diffusion4d.io.clip import (
     write_clip,
     write_meta,
 )
+from diffusion4d.io.errors import InvalidInputError, MissingInputError
 from diffusion4d.io.names import SAFE_NAME_PATTERN, UnsafeNameError, is_safe_name, join_inside, make_safe_name, safe_name
 from diffusion4d.io.manifest import ManifestRecord, ManifestWriter, read_manifest
 from diffusion4d.io.video import read_video, write_video
 
 __all__ = [
+    "InvalidInputError",
+    "MissingInputError",
+    "validate_cameras_json",
+    "validate_meta",
     "SAFE_NAME_PATTERN",
     "UnsafeNameError",
     "is_safe_name",

@@ -10,12 +10,30 @@ A clip folder is written to a temporary sibling and renamed into place in one st
 folder named ``<mode>`` is always complete: a killed writer leaves only a ``.tmp-*`` folder,
 which readers ignore and the next writer removes. ``<mode>`` may also carry an orbit suffix
 (``dynamic_1``, ``static_1``) when an asset has several orbits.
+
+The readers validate at the boundary (every command and the trainer read clips through them):
+a file that breaks the contract raises :class:`~diffusion4d.io.errors.InvalidInputError` (a
+``UserError`` and a ``ValueError``) or, when missing, :class:`~diffusion4d.io.errors.MissingInputError`
+(a ``UserError`` and a ``FileNotFoundError``), with a message naming the file and the field:
+
+* ``cameras.json``: JSON object with ``width``/``height`` (positive integers), ``mode``,
+  ``frames`` (non-empty list; each with a unique integer ``index``, finite ``time``,
+  ``time_seconds``, ``azimuth``, ``elevation``, ``radius``, ``c2w`` a finite 4x4 rigid transform
+  (rotation orthonormal with determinant +1 within :data:`RIGID_TOLERANCE`, last row
+  ``[0, 0, 0, 1]``) and ``K`` a finite 3x3 intrinsic matrix (positive focal lengths, last row
+  ``[0, 0, 1]``));
+* frames: every ``{index:03d}.png`` of the cameras present, a readable image, of the cameras'
+  ``width`` x ``height``, and no other numbered PNG in the folder (frame count = camera count);
+* ``meta.json``: a JSON object whose ``motion_magnitude`` (and each orbit's) is null or a finite
+  number.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -26,6 +44,7 @@ import numpy as np
 from PIL import Image
 
 from diffusion4d.cameras import CameraTrajectory
+from diffusion4d.io.errors import InvalidInputError, MissingInputError
 
 PathLike = Union[str, os.PathLike]
 CAMERAS_FILE = "cameras.json"
@@ -69,8 +88,105 @@ def _json_default(obj: Any) -> Any:
 
 
 def read_json(path: PathLike) -> Any:
-    with open(path) as fh:
-        return json.load(fh)
+    """Parsed JSON of ``path``; :class:`MissingInputError` when it does not exist,
+    :class:`InvalidInputError` (naming the file, line and column) when it is not JSON."""
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except FileNotFoundError:
+        raise MissingInputError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise InvalidInputError(f"{path}: is a folder, expected a JSON file") from None
+    except json.JSONDecodeError as err:
+        raise InvalidInputError(f"{path}: not valid JSON (line {err.lineno} column {err.colno}: {err.msg})") from None
+    except UnicodeDecodeError:
+        raise InvalidInputError(f"{path}: not valid JSON (not UTF-8 text)") from None
+
+
+#: tolerance of the rigid-transform check of a camera's c2w (orthonormal rotation, last row)
+RIGID_TOLERANCE = 1e-3
+_FRAME_NUMBERS = ("time", "time_seconds", "azimuth", "elevation", "radius")
+_NUMBERED_PNG = re.compile(r"^\d+\.png$")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _matrix(value: Any, shape: tuple, where: str) -> np.ndarray:
+    """``value`` as a float matrix of ``shape`` (a flat list of the same size is accepted)."""
+    try:
+        m = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"{where}: not a {shape[0]}x{shape[1]} matrix of numbers") from None
+    if m.shape != shape and m.shape != (shape[0] * shape[1],):
+        got = "x".join(str(d) for d in m.shape) or "a scalar"
+        raise InvalidInputError(f"{where}: not a {shape[0]}x{shape[1]} matrix (got {got})")
+    m = m.reshape(shape)
+    if not np.isfinite(m).all():
+        raise InvalidInputError(f"{where}: holds NaN or Inf")
+    return m
+
+
+def check_c2w(c2w: np.ndarray, where: str, tol: float = RIGID_TOLERANCE) -> None:
+    """InvalidInputError unless ``c2w`` is a rigid camera-to-world transform (see module docstring)."""
+    if np.abs(c2w[3] - np.array([0.0, 0.0, 0.0, 1.0])).max() > tol:
+        raise InvalidInputError(f"{where}: last row must be [0, 0, 0, 1], got {np.round(c2w[3], 6).tolist()}")
+    R = c2w[:3, :3]
+    err = float(np.abs(R.T @ R - np.eye(3)).max())
+    det = float(np.linalg.det(R))
+    if err > tol or abs(det - 1.0) > tol:
+        raise InvalidInputError(f"{where}: rotation part is not orthonormal with determinant +1 "
+                                f"(|R^T R - I| = {err:.3g}, det = {det:.3g}): a singular or scaled camera")
+
+
+def check_intrinsics(K: np.ndarray, where: str, tol: float = RIGID_TOLERANCE) -> None:
+    if K[0, 0] <= 0 or K[1, 1] <= 0:
+        raise InvalidInputError(f"{where}: focal lengths K[0][0], K[1][1] must be > 0, got {K[0, 0]:g}, {K[1, 1]:g}")
+    if np.abs(K[2] - np.array([0.0, 0.0, 1.0])).max() > tol:
+        raise InvalidInputError(f"{where}: last row must be [0, 0, 1], got {np.round(K[2], 6).tolist()}")
+
+
+def validate_cameras_json(data: Any, path: PathLike) -> None:
+    """InvalidInputError naming ``path`` and the field unless ``data`` follows the cameras.json contract."""
+    if not isinstance(data, dict):
+        raise InvalidInputError(f"{path}: must hold a JSON object, got {type(data).__name__}")
+    missing = [k for k in ("width", "height", "mode", "frames") if k not in data]
+    if missing:
+        raise InvalidInputError(f"{path}: missing field{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
+    for key in ("width", "height"):
+        v = data[key]
+        if not _is_number(v) or not np.isfinite(v) or v != int(v) or v < 1:
+            raise InvalidInputError(f"{path}: {key} must be a positive integer, got {v!r}")
+    if not isinstance(data["mode"], str):
+        raise InvalidInputError(f"{path}: mode must be a string, got {data['mode']!r}")
+    if data.get("convention", "opencv") != "opencv":
+        raise InvalidInputError(f"{path}: convention {data.get('convention')!r} is not 'opencv'")
+    if "duration_seconds" in data and (not _is_number(data["duration_seconds"]) or not np.isfinite(data["duration_seconds"])):
+        raise InvalidInputError(f"{path}: duration_seconds must be a finite number, got {data['duration_seconds']!r}")
+    frames = data["frames"]
+    if not isinstance(frames, list) or not frames:
+        raise InvalidInputError(f"{path}: frames must be a non-empty list")
+    seen = set()
+    for i, f in enumerate(frames):
+        where = f"{path}: frames[{i}]"
+        if not isinstance(f, dict):
+            raise InvalidInputError(f"{where} must be an object")
+        missing = [k for k in ("index",) + _FRAME_NUMBERS + ("c2w", "K") if k not in f]
+        if missing:
+            raise InvalidInputError(f"{where}: missing field{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
+        index = f["index"]
+        if not _is_number(index) or not np.isfinite(index) or index != int(index) or index < 0:
+            raise InvalidInputError(f"{where}.index must be an integer >= 0, got {index!r}")
+        if int(index) in seen:
+            raise InvalidInputError(f"{where}.index {int(index)} appears twice")
+        seen.add(int(index))
+        for key in _FRAME_NUMBERS:
+            if not _is_number(f[key]) or not np.isfinite(f[key]):
+                raise InvalidInputError(f"{where}.{key} must be a finite number, got {f[key]!r}")
+        check_c2w(_matrix(f["c2w"], (4, 4), f"{where}.c2w"), f"{where}.c2w")
+        check_intrinsics(_matrix(f["K"], (3, 3), f"{where}.K"), f"{where}.K")
 
 
 @dataclass
@@ -127,22 +243,47 @@ def write_clip(folder: PathLike, frames: np.ndarray, cameras: CameraTrajectory) 
 
 
 def read_cameras(folder: PathLike) -> CameraTrajectory:
+    """The validated ``cameras.json`` of a clip folder (see the module docstring for the checks)."""
     path = Path(folder) / CAMERAS_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"no {CAMERAS_FILE} in {folder}: not a clip folder")
-    return CameraTrajectory.from_json(read_json(path))
+        raise MissingInputError(f"no {CAMERAS_FILE} in {folder}: not a clip folder")
+    data = read_json(path)
+    validate_cameras_json(data, path)
+    return CameraTrajectory.from_json(data)
+
+
+def _read_frame(path: Path, rgba: bool, width: int, height: int) -> np.ndarray:
+    if not path.is_file():
+        raise MissingInputError(f"{path}: frame missing (listed in {CAMERAS_FILE})")
+    if path.stat().st_size == 0:
+        raise InvalidInputError(f"{path}: frame is an empty (0-byte) file")
+    try:
+        with Image.open(path) as img:
+            img.load()
+            array = np.asarray(img.convert("RGBA" if rgba else "RGB"))
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+        raise InvalidInputError(f"{path}: not a readable image ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from None
+    if array.shape[:2] != (height, width):
+        raise InvalidInputError(f"{path}: frame is {array.shape[1]}x{array.shape[0]} but {CAMERAS_FILE} says "
+                                f"width x height = {width}x{height}")
+    return array
 
 
 def read_clip(folder: PathLike, rgba: bool = True) -> Clip:
-    """Read a clip folder written by :func:`write_clip` (or by any stage following the contract)."""
+    """Read a clip folder written by :func:`write_clip` (or by any stage following the contract).
+
+    Validates ``cameras.json`` and every frame (module docstring); the frame count must equal the
+    camera count (an extra numbered PNG is an error naming both counts).
+    """
+    folder = Path(folder)
     cameras = read_cameras(folder)
-    frames = []
-    for frame in cameras.frames:
-        path = frame_path(folder, frame.index)
-        if not path.is_file():
-            raise FileNotFoundError(f"clip {folder} is missing frame {path.name}")
-        with Image.open(path) as img:
-            frames.append(np.asarray(img.convert("RGBA" if rgba else "RGB")))
+    frames = [_read_frame(frame_path(folder, frame.index), rgba, cameras.width, cameras.height) for frame in cameras.frames]
+    numbered = [p.name for p in folder.iterdir() if _NUMBERED_PNG.match(p.name)]
+    if len(numbered) != len(cameras.frames):
+        expected = {frame_path(folder, f.index).name for f in cameras.frames}
+        extra = sorted(set(numbered) - expected)
+        raise InvalidInputError(f"{folder}: {len(numbered)} frame PNGs but {CAMERAS_FILE} lists {len(cameras.frames)} frames"
+                                + (f" (unexpected: {', '.join(extra[:5])}{' ...' if len(extra) > 5 else ''})" if extra else ""))
     return Clip(np.stack(frames), cameras)
 
 
@@ -150,9 +291,37 @@ def write_meta(asset_folder: PathLike, meta: Dict[str, Any]) -> None:
     atomic_write_json(Path(asset_folder) / META_FILE, meta)
 
 
+def _check_motion(value: Any, where: str) -> None:
+    if value is None:
+        return
+    if not _is_number(value) or not math.isfinite(value):
+        raise InvalidInputError(f"{where} must be null or a finite number, got {value!r}")
+
+
+def validate_meta(meta: Any, path: PathLike) -> None:
+    """InvalidInputError naming ``path`` and the field unless ``meta`` is an object whose motion
+    magnitudes (top level and per orbit) are null or finite numbers."""
+    if not isinstance(meta, dict):
+        raise InvalidInputError(f"{path}: must hold a JSON object, got {type(meta).__name__}")
+    _check_motion(meta.get("motion_magnitude"), f"{path}: motion_magnitude")
+    orbits = meta.get("orbits")
+    if orbits is not None:
+        if not isinstance(orbits, list):
+            raise InvalidInputError(f"{path}: orbits must be a list, got {type(orbits).__name__}")
+        for i, orbit in enumerate(orbits):
+            if not isinstance(orbit, dict):
+                raise InvalidInputError(f"{path}: orbits[{i}] must be an object")
+            _check_motion(orbit.get("motion_magnitude"), f"{path}: orbits[{i}].motion_magnitude")
+
+
 def read_meta(asset_folder: PathLike) -> Optional[Dict[str, Any]]:
+    """The validated ``meta.json`` of an asset folder, or None when there is none."""
     path = Path(asset_folder) / META_FILE
-    return read_json(path) if path.is_file() else None
+    if not path.is_file():
+        return None
+    meta = read_json(path)
+    validate_meta(meta, path)
+    return meta
 
 
 def list_clip_dirs(root: PathLike, mode: str) -> Dict[str, Path]:
@@ -183,7 +352,12 @@ def frames_to_float(frames: np.ndarray, background: Optional[float] = 1.0) -> np
 
 __all__: List[str] = [
     "Clip",
+    "InvalidInputError",
+    "MissingInputError",
     "atomic_write_json",
+    "check_c2w",
+    "validate_cameras_json",
+    "validate_meta",
     "clip_dir",
     "frame_path",
     "frames_to_float",

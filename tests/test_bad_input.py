@@ -1,0 +1,240 @@
+"""Issue 15, "nothing escapes, nothing crashes": a table of damaged inputs built from one valid
+synthetic clip, each read through the boundary readers (diffusion4d/io) and run through the
+commands: exit status 2, exactly one stderr line ``diffusion4d <cmd>: error: ...``, no
+traceback, nothing written outside the test's output folder."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+from typing import Callable, Dict
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from diffusion4d.cameras import orbit_trajectory
+from diffusion4d.errors import UserError
+from diffusion4d.io import read_cameras, read_clip, read_meta, write_clip, write_meta
+
+N, SIZE = 4, 16
+
+
+# ---------------------------------------------------------------------------- the damaged library
+def _valid_asset(root: Path, uid: str = "asset") -> Path:
+    """``root/<uid>/dynamic`` (+ static, meta.json): a small valid clip, like curation writes."""
+    rng = np.random.default_rng(0)
+    for mode in ("dynamic", "static"):
+        cams = orbit_trajectory(mode, N, width=SIZE, height=SIZE)
+        frames = rng.integers(0, 256, size=(N, SIZE, SIZE, 4), dtype=np.uint8)
+        frames[..., 3] = 255
+        write_clip(root / uid / mode, frames, cams)
+    write_meta(root / uid, {"uid": uid, "caption": "a cube", "motion_magnitude": 0.01,
+                            "orbits": [{"dynamic": "dynamic", "static": "static", "motion_magnitude": 0.01}]})
+    return root / uid / "dynamic"
+
+
+def _cams(clip: Path) -> dict:
+    return json.loads((clip / "cameras.json").read_text())
+
+
+def _set_cams(clip: Path, data) -> None:
+    (clip / "cameras.json").write_text(data if isinstance(data, str) else json.dumps(data))
+
+
+def _edit_frame0(key: str, value) -> Callable[[Path], None]:
+    def edit(clip: Path) -> None:
+        data = _cams(clip)
+        data["frames"][0][key] = value
+        _set_cams(clip, data)
+    return edit
+
+
+def _drop(key: str) -> Callable[[Path], None]:
+    def edit(clip: Path) -> None:
+        data = _cams(clip)
+        if key == "K":
+            del data["frames"][0]["K"]
+        else:
+            del data[key]
+        _set_cams(clip, data)
+    return edit
+
+
+def _singular(clip: Path) -> None:
+    data = _cams(clip)
+    c2w = np.array(data["frames"][1]["c2w"])
+    c2w[:3, 0] = 0.0  # a zero column: singular rotation
+    data["frames"][1]["c2w"] = c2w.tolist()
+    _set_cams(clip, data)
+
+
+def _scaled(clip: Path) -> None:
+    data = _cams(clip)
+    c2w = np.array(data["frames"][0]["c2w"])
+    c2w[:3, :3] *= 2.0
+    data["frames"][0]["c2w"] = c2w.tolist()
+    _set_cams(clip, data)
+
+
+def _bad_last_row(clip: Path) -> None:
+    data = _cams(clip)
+    data["frames"][0]["c2w"][3] = [0, 0, 1, 1]
+    _set_cams(clip, data)
+
+
+def _nan_in(key: str) -> Callable[[Path], None]:
+    def edit(clip: Path) -> None:
+        text = (clip / "cameras.json").read_text()
+        data = json.loads(text)
+        data["frames"][2][key][0][0] = float("nan" if key == "c2w" else "inf")
+        (clip / "cameras.json").write_text(json.dumps(data))  # json writes NaN / Infinity
+    return edit
+
+
+def _shape(key: str, rows: int, cols: int) -> Callable[[Path], None]:
+    def edit(clip: Path) -> None:
+        data = _cams(clip)
+        data["frames"][0][key] = np.eye(rows, cols).tolist()
+        _set_cams(clip, data)
+    return edit
+
+
+def _zero_byte_png(clip: Path) -> None:
+    (clip / "001.png").write_bytes(b"")
+
+
+def _missing_png(clip: Path) -> None:
+    (clip / "002.png").unlink()
+
+
+def _garbage_png(clip: Path) -> None:
+    (clip / "001.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
+
+
+def _wrong_size(clip: Path) -> None:
+    Image.new("RGBA", (SIZE + 2, SIZE)).save(clip / "003.png")
+
+
+def _extra_frame(clip: Path) -> None:
+    shutil.copy(clip / "000.png", clip / f"{N:03d}.png")
+
+
+def _fewer_cameras(clip: Path) -> None:
+    data = _cams(clip)
+    data["frames"] = data["frames"][:-1]
+    _set_cams(clip, data)
+
+
+#: damaged clip -> (mutation of a valid clip folder, text the error must contain)
+CLIP_CASES: Dict[str, tuple] = {
+    "zero_byte_png": (_zero_byte_png, "001.png: frame is an empty (0-byte) file"),
+    "missing_png": (_missing_png, "002.png: frame missing"),
+    "garbage_png": (_garbage_png, "001.png: not a readable image"),
+    "wrong_size_frame": (_wrong_size, "003.png: frame is 18x16 but cameras.json says width x height = 16x16"),
+    "extra_frame": (_extra_frame, "5 frame PNGs but cameras.json lists 4 frames"),
+    "fewer_cameras": (_fewer_cameras, "4 frame PNGs but cameras.json lists 3 frames"),
+    "cameras_not_json": (lambda c: _set_cams(c, '{"width": 16, "frames": ['), "cameras.json: not valid JSON (line 1"),
+    "cameras_binary": (lambda c: (c / "cameras.json").write_bytes(b"\xff\xfe\x00garbage"), "cameras.json: not valid JSON"),
+    "cameras_list": (lambda c: _set_cams(c, "[1, 2]"), "cameras.json: must hold a JSON object"),
+    "cameras_missing": (lambda c: (c / "cameras.json").unlink(), "no cameras.json in"),
+    "no_K": (_drop("K"), "frames[0]: missing field K"),
+    "no_frames": (_drop("frames"), "cameras.json: missing field frames"),
+    "no_width": (_drop("width"), "cameras.json: missing field width"),
+    "no_height": (_drop("height"), "cameras.json: missing field height"),
+    "empty_frames": (lambda c: _set_cams(c, {**_cams(c), "frames": []}), "frames must be a non-empty list"),
+    "width_zero": (lambda c: _set_cams(c, {**_cams(c), "width": 0}), "width must be a positive integer"),
+    "height_text": (lambda c: _set_cams(c, {**_cams(c), "height": "16"}), "height must be a positive integer"),
+    "c2w_3x3": (_shape("c2w", 3, 3), "frames[0].c2w: not a 4x4 matrix (got 3x3)"),
+    "c2w_3x4": (_shape("c2w", 3, 4), "frames[0].c2w: not a 4x4 matrix (got 3x4)"),
+    "c2w_text": (_edit_frame0("c2w", "identity"), "frames[0].c2w: not a 4x4 matrix"),
+    "K_2x2": (_shape("K", 2, 2), "frames[0].K: not a 3x3 matrix (got 2x2)"),
+    "nan_c2w": (_nan_in("c2w"), "frames[2].c2w: holds NaN or Inf"),
+    "inf_K": (_nan_in("K"), "frames[2].K: holds NaN or Inf"),
+    "singular_c2w": (_singular, "frames[1].c2w: rotation part is not orthonormal"),
+    "scaled_c2w": (_scaled, "frames[0].c2w: rotation part is not orthonormal"),
+    "c2w_last_row": (_bad_last_row, "frames[0].c2w: last row must be [0, 0, 0, 1]"),
+    "nan_time": (_edit_frame0("time", float("nan")), "frames[0].time must be a finite number"),
+    "duplicate_index": (_edit_frame0("index", 1), "frames[1].index 1 appears twice"),
+}
+
+
+def _write_meta_text(text: str) -> Callable[[Path], None]:
+    def edit(asset: Path) -> None:
+        (asset / "meta.json").write_text(text)
+    return edit
+
+
+#: damaged meta.json of an asset folder -> (mutation, expected text)
+META_CASES: Dict[str, tuple] = {
+    "meta_not_json": (_write_meta_text('{"uid": "asset", '), "meta.json: not valid JSON"),
+    "meta_infinite_motion": (_write_meta_text('{"uid": "asset", "motion_magnitude": Infinity}'),
+                             "meta.json: motion_magnitude must be null or a finite number, got inf"),
+    "meta_nan_orbit_motion": (_write_meta_text('{"uid": "asset", "motion_magnitude": 0.1, "orbits": [{"motion_magnitude": NaN}]}'),
+                              "meta.json: orbits[0].motion_magnitude must be null or a finite number"),
+    "meta_text_motion": (_write_meta_text('{"uid": "asset", "motion_magnitude": "high"}'), "motion_magnitude must be null"),
+    "meta_list": (_write_meta_text("[]"), "meta.json: must hold a JSON object"),
+}
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory) -> Dict[str, Path]:
+    """``{case: root}``: for each damaged case a dataset root ``root/asset/{dynamic,static}`` + meta.json
+    (``valid`` untouched)."""
+    base = tmp_path_factory.mktemp("library")
+    out = {"valid": base / "valid"}
+    _valid_asset(out["valid"])
+    for name, (mutate, _) in CLIP_CASES.items():
+        root = base / name
+        shutil.copytree(out["valid"], root)
+        mutate(root / "asset" / "dynamic")
+        out[name] = root
+    for name, (mutate, _) in META_CASES.items():
+        root = base / name
+        shutil.copytree(out["valid"], root)
+        mutate(root / "asset")
+        out[name] = root
+    return out
+
+
+# ---------------------------------------------------------------------------- the readers
+def test_valid_clip_reads_unchanged(library):
+    clip = read_clip(library["valid"] / "asset" / "dynamic")
+    assert clip.frames.shape == (N, SIZE, SIZE, 4) and len(clip.cameras) == N
+    assert np.allclose(clip.cameras.c2w, orbit_trajectory("dynamic", N, width=SIZE, height=SIZE).c2w)
+    assert read_meta(library["valid"] / "asset")["motion_magnitude"] == 0.01
+
+
+@pytest.mark.parametrize("case", sorted(CLIP_CASES))
+def test_reader_names_file_and_field(library, case):
+    folder = library[case] / "asset" / "dynamic"
+    with pytest.raises(UserError) as info:
+        read_clip(folder)
+    message = str(info.value)
+    assert CLIP_CASES[case][1] in message and str(folder) in message and "\n" not in message
+    assert isinstance(info.value, (ValueError, FileNotFoundError))  # what callers caught before the checks
+
+
+@pytest.mark.parametrize("case", sorted(META_CASES))
+def test_meta_reader_names_file_and_field(library, case):
+    with pytest.raises(UserError, match="meta.json") as info:
+        read_meta(library[case] / "asset")
+    assert META_CASES[case][1] in str(info.value) and isinstance(info.value, ValueError)
+
+
+def test_read_cameras_alone_checks_cameras(library):
+    read_cameras(library["zero_byte_png"] / "asset" / "dynamic")  # frames are not its business
+    with pytest.raises(UserError, match="c2w"):
+        read_cameras(library["singular_c2w"] / "asset" / "dynamic")
+
+
+def test_float32_rounding_is_accepted(tmp_path):
+    cams = orbit_trajectory("dynamic", 3, width=8, height=8, elevation=17.0)
+    for f in cams.frames:
+        f.c2w = f.c2w.astype(np.float32).astype(np.float64)
+    frames = np.zeros((3, 8, 8, 4), np.uint8)
+    write_clip(tmp_path / "c", frames, cams)
+    assert read_clip(tmp_path / "c").frames.shape == (3, 8, 8, 4)
