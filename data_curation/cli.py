@@ -93,10 +93,16 @@ def run(args: argparse.Namespace) -> int:
     from . import sources
     from .runner import run_curation
 
+    from diffusion4d.io.paths import check_output_dir
+
     sources_given = [s for s in ("input", "objaverse_uids", "procedural") if getattr(args, s) is not None]
     if len(sources_given) != 1:
         raise UserError("give exactly one source: --input, --objaverse-uids or --procedural")
+    if args.procedural is not None and args.procedural < 1:
+        raise UserError("--procedural needs N >= 1")
+    check_output_dir(args.output, "--output")  # before anything is written (an existing file: one line)
     cfg = build_config(args)
+    captions = sources.read_captions_csv(args.captions) if args.captions else None  # validated before any asset is written
     if cfg.render.renderer == "blender":
         from .render.blender import find_blender
 
@@ -106,11 +112,9 @@ def run(args: argparse.Namespace) -> int:
     elif args.objaverse_uids is not None:
         tasks = sources.objaverse_tasks(sources.read_uid_list(args.objaverse_uids), args.objaverse_path)
     else:
-        if args.procedural < 1:
-            raise UserError("--procedural needs N >= 1")
         tasks = sources.procedural_tasks(args.procedural, Path(cfg.output) / "_procedural_assets", cfg.seed)
-    if args.captions:
-        sources.apply_captions(tasks, sources.read_captions_csv(args.captions))
+    if captions is not None:
+        sources.apply_captions(tasks, captions)
     tasks = sources.select_shard(tasks, cfg.shard)
     if cfg.limit > 0:
         tasks = tasks[: cfg.limit]

@@ -26,15 +26,44 @@ BLENDER_SUFFIXES = (".fbx", ".obj", ".dae", ".abc", ".usd", ".usda", ".usdc", ".
 
 
 def read_captions_csv(path) -> Dict[str, str]:
-    """Cap3D-style captions: ``uid,caption`` per line (no header; quoted captions allowed)."""
+    """Cap3D-style captions: ``uid,caption`` per line (no header; quoted captions allowed).
+
+    UTF-8 with or without a byte-order mark; blank lines are skipped. An unterminated quote, a
+    row without a caption or with an empty uid, or text that is not UTF-8 is a UserError naming
+    the file and the line.
+    """
+    import io
+
     path = Path(path)
     if not path.is_file():
         raise UserError(f"captions file not found: {path}")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        bom = 3 if raw.startswith(b"\xef\xbb\xbf") else 0
+        line = raw[: err.start + bom].count(b"\n") + 1
+        raise UserError(f"{path}:{line}: not UTF-8 text (captions CSV must be UTF-8)") from None
     out: Dict[str, str] = {}
-    with open(path, newline="", encoding="utf-8") as fh:
-        for row in csv.reader(fh):
-            if len(row) >= 2 and row[0].strip():
-                out[row[0].strip()] = ",".join(row[1:]).strip()
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    start = 1  # line where the next row starts
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as err:
+            if "unexpected end of data" in str(err):
+                raise UserError(f"{path}:{start}: unterminated quoted field (a '\"' opened on this line is never closed)") from None
+            raise UserError(f"{path}:{reader.line_num}: malformed CSV row ({err})") from None
+        line, start = start, reader.line_num + 1
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) < 2 or not row[0].strip():
+            shown = ",".join(row)
+            shown = shown if len(shown) <= 60 else shown[:57] + "..."
+            raise UserError(f"{path}:{line}: malformed row {shown!r}: expected uid,caption")
+        out[row[0].strip()] = ",".join(row[1:]).strip()
     return out
 
 
@@ -77,8 +106,12 @@ def read_uid_list(path) -> List[str]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"uid list not found: {path}")
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not UTF-8 text (one uid per line)") from None
     uids = []
-    for line in path.read_text().splitlines():
+    for line in text.splitlines():
         line = line.split("#", 1)[0].strip().strip(",").strip('"')
         if line:
             uids.append(line[:-4] if line.endswith(".glb") else line)

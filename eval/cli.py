@@ -100,7 +100,9 @@ def main(argv: Optional[List[str]] = None, prog: str = "run_metrics.py") -> int:
     from diffusion4d.errors import UserError
     from diffusion4d.logging_utils import setup_logging
 
-    parser = argparse.ArgumentParser(prog=prog, description=HELP)
+    from diffusion4d.cli import OneLineParser
+
+    parser = OneLineParser(prog=prog, description=HELP)
     add_arguments(parser)
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     args = parser.parse_args(argv)

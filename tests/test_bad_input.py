@@ -238,3 +238,51 @@ def test_float32_rounding_is_accepted(tmp_path):
     frames = np.zeros((3, 8, 8, 4), np.uint8)
     write_clip(tmp_path / "c", frames, cams)
     assert read_clip(tmp_path / "c").frames.shape == (3, 8, 8, 4)
+
+
+# ---------------------------------------------------------------------------- argparse, captions, output paths
+def _main(argv, capsys):
+    """Run ``diffusion4d <argv>`` in process: (exit status, stdout, stderr lines)."""
+    from diffusion4d.cli import main
+
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse errors exit from parse_args
+        code = exc.code
+    captured = capsys.readouterr()
+    return code, captured.out, [line for line in captured.err.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("argv", [
+    ["curate", "--frames", "x", "--output", "o"],
+    ["curate", "--procedural", "1"],
+    ["generate", "--model", "m"],
+    ["evaluate", "--bogus"],
+    ["reconstruct", "--input", "a", "--output", "b", "--nope"],
+])
+def test_argparse_errors_are_one_line(argv, capsys):
+    code, _, err = _main(argv, capsys)
+    cmd = argv[0]
+    assert code == 2 and len(err) == 1 and err[0].startswith(f"diffusion4d {cmd}: error: "), err
+    assert "usage:" not in err[0]
+
+
+def test_captions_bom_is_handled(tmp_path):
+    from data_curation.sources import read_captions_csv
+
+    (tmp_path / "c.csv").write_bytes('\ufeffu1,"a robot, waving"\n\nu2,a cube\n'.encode("utf-8"))
+    assert read_captions_csv(tmp_path / "c.csv") == {"u1": "a robot, waving", "u2": "a cube"}
+
+
+@pytest.mark.parametrize("text, expected", [
+    ('u1,ok\nu2,"never closed\nu3,x\n', "c.csv:2: unterminated quoted field"),
+    ("u1,ok\nlonely\n", "c.csv:2: malformed row 'lonely'"),
+    ("u1,ok\n,no uid\n", "c.csv:2: malformed row"),
+    ('u1,ok\nu2,"a"b"\n', "c.csv:2: malformed CSV row"),
+])
+def test_captions_errors_name_file_and_line(tmp_path, text, expected):
+    from data_curation.sources import read_captions_csv
+
+    (tmp_path / "c.csv").write_text(text)
+    with pytest.raises(UserError, match=expected.replace("(", r"\(")):
+        read_captions_csv(tmp_path / "c.csv")

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import importlib.util
 import sys
-from typing import Dict, List, Optional
+from typing import Dict, List, NoReturn, Optional
 
 from diffusion4d import __version__
 from diffusion4d.errors import UserError
@@ -46,27 +47,48 @@ def _available_commands() -> Dict[str, str]:
     return found
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line on stderr, ``<prog>: error: <message> (see <prog>
+    --help)``, exit status 2: the usage block is left to ``--help``. Subparsers inherit the class."""
+
+    def error(self, message: str) -> "NoReturn":  # type: ignore[override]
+        message = " ".join(str(message).split())
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="diffusion4d",
         description="4D generation with video diffusion: curate, train, generate, reconstruct, evaluate.",
     )
     parser.add_argument("--version", action="version", version=f"diffusion4d {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     for name, module_name in _available_commands().items():
         module = importlib.import_module(module_name)
         cmd = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(cmd)
-        cmd.set_defaults(_module=module)
+        cmd.set_defaults(_module=module, _parser=cmd)
     return parser
+
+
+#: OS errors about the user's paths: reported as one line, exit 2, like a UserError
+_PATH_ERRORS = (FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError)
+
+
+def _one_line(err: BaseException) -> str:
+    """The message of ``err`` on one line (a multi-line message is joined with ' | ')."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return " | ".join(lines) or type(err).__name__
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of the console script; returns the process exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # reported by the subcommand's parser, so the line reads "diffusion4d <cmd>: error: ..."
+        getattr(args, "_parser", parser).error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command is None:
         parser.print_help()
         return 2
@@ -74,7 +96,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         return int(args._module.run(args) or 0)
     except UserError as err:
-        print(f"diffusion4d {args.command}: error: {err}", file=sys.stderr)
+        print(f"diffusion4d {args.command}: error: {_one_line(err)}", file=sys.stderr)
+        return 2
+    except _PATH_ERRORS as err:  # the user's paths (an output that is a file, a read-only folder): one line
+        logging.getLogger(__name__).debug("%s failed", args.command, exc_info=True)
+        where = f": {err.filename}" if getattr(err, "filename", None) else ""
+        print(f"diffusion4d {args.command}: error: {err.strerror or type(err).__name__}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"diffusion4d {args.command}: interrupted", file=sys.stderr)

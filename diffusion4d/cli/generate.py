@@ -110,9 +110,49 @@ def sample_base(args: argparse.Namespace) -> str:
     return slugify(args.prompt or Path(args.image or args.static_3d or "sample").stem)
 
 
+def check_device(device: Optional[str]) -> None:
+    """UserError unless ``device`` (None: automatic) names a torch device this machine has."""
+    if device is None:
+        return
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise UserError(f"--device {device!r} is not a device (cpu, cuda, cuda:N, mps)") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {device}: CUDA is not available on this machine (use --device cpu)")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise UserError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise UserError(f"--device {device}: MPS is not available on this machine (use --device cpu)")
+    elif dev.type != "cpu":
+        raise UserError(f"--device {device}: device type {dev.type!r} is not supported (cpu, cuda, cuda:N, mps)")
+
+
 def check_arguments(args: argparse.Namespace) -> None:
-    """Checks of the arguments alone (no model, no file written yet): UserError on bad input."""
+    """Checks of the arguments alone (no model loaded, nothing written yet): UserError on bad input."""
+    import math
+
+    from diffusion4d.io.paths import check_output_dir
+
+    if args.prompt is not None and not args.prompt.strip():
+        raise UserError("--prompt is empty")
+    for flag, value in (("--elevation", args.elevation), ("--start-azimuth", args.start_azimuth), ("--fps", args.fps)):
+        if not math.isfinite(value):
+            raise UserError(f"{flag} must be a finite number, got {value}")
+    if not -90.0 < args.elevation < 90.0:
+        raise UserError(f"--elevation must lie strictly between -90 and 90 degrees, got {args.elevation:g}")
+    if args.fps <= 0:
+        raise UserError(f"--fps must be > 0, got {args.fps:g}")
+    if not all(math.isfinite(w) for w in args.guidance):
+        raise UserError(f"--guidance weights must be finite numbers, got {args.guidance[0]} {args.guidance[1]}")
     sample_base(args)
+    check_device(args.device)
+    check_output_dir(args.output, "--output")
 
 
 def check_sample_names(output: Path, names: List[str]) -> None:

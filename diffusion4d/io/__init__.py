@@ -18,11 +18,14 @@ from diffusion4d.io.clip import (
     write_meta,
 )
 from diffusion4d.io.errors import InvalidInputError, MissingInputError
+from diffusion4d.io.paths import check_output_dir, ensure_output_dir
 from diffusion4d.io.names import SAFE_NAME_PATTERN, UnsafeNameError, is_safe_name, join_inside, make_safe_name, safe_name
 from diffusion4d.io.manifest import ManifestRecord, ManifestWriter, read_manifest
 from diffusion4d.io.video import read_video, write_video
 
 __all__ = [
+    "check_output_dir",
+    "ensure_output_dir",
     "InvalidInputError",
     "MissingInputError",
     "validate_cameras_json",
