@@ -12,6 +12,7 @@ CORE = [
     "numpy",
     "pillow",
     "pyyaml",
+    "filelock",
     "tqdm",
     "scipy",
     "safetensors",

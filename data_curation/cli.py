@@ -67,6 +67,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ex.add_argument("--timeout", type=float, help="seconds per asset before its worker is killed")
     ex.add_argument("--retry-failed", action="store_true", default=None, help="rerun assets recorded as failed")
     ex.add_argument("--limit", type=int, help="curate at most this many assets")
+    ex.add_argument("--wait", type=float, default=None, metavar="SECONDS",
+                    help="when another curate run holds the output's lock, wait this long before giving up "
+                         "(default 10; negative: wait until it is free)")
 
 
 def build_config(args: argparse.Namespace):
@@ -91,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     from diffusion4d.errors import UserError
 
     from . import sources
-    from .runner import run_curation
+    from .runner import check_render_settings, curation_lock, run_curation
 
     from diffusion4d.io.paths import check_output_dir
 
@@ -107,19 +110,42 @@ def run(args: argparse.Namespace) -> int:
         from .render.blender import find_blender
 
         find_blender(cfg.render.blender)  # fail early, one line
-    if args.input is not None:
-        tasks = sources.local_tasks(args.input, cfg.render.renderer)
-    elif args.objaverse_uids is not None:
-        tasks = sources.objaverse_tasks(sources.read_uid_list(args.objaverse_uids), args.objaverse_path)
-    else:
-        tasks = sources.procedural_tasks(args.procedural, Path(cfg.output) / "_procedural_assets", cfg.seed)
-    if captions is not None:
-        sources.apply_captions(tasks, captions)
-    tasks = sources.select_shard(tasks, cfg.shard)
-    if cfg.limit > 0:
-        tasks = tasks[: cfg.limit]
-    if not tasks:
-        raise UserError("no assets to curate (empty source or shard)")
-    summary = run_curation(cfg, tasks)
+    if args.wait is not None and args.wait != args.wait:
+        raise UserError("--wait must be a number of seconds")
+    # one writer per output (and shard): held from before the source writes anything until the end
+    with curation_lock(cfg.output, cfg.shard, args.wait):
+        check_render_settings(cfg, Path(cfg.output))  # before the procedural source writes its assets
+        if args.input is not None:
+            tasks = sources.local_tasks(args.input, cfg.render.renderer)
+        elif args.objaverse_uids is not None:
+            tasks = sources.objaverse_tasks(sources.read_uid_list(args.objaverse_uids), args.objaverse_path)
+        else:
+            tasks = _procedural_tasks(args.procedural, Path(cfg.output), cfg.seed)
+        if captions is not None:
+            sources.apply_captions(tasks, captions)
+        tasks = sources.select_shard(tasks, cfg.shard)
+        if cfg.limit > 0:
+            tasks = tasks[: cfg.limit]
+        if not tasks:
+            raise UserError("no assets to curate (empty source or shard)")
+        summary = run_curation(cfg, tasks, locked=True)
     print(summary.line())
     return 0
+
+
+def _procedural_tasks(count: int, output: Path, seed: int):
+    """The procedural source writes into ``OUT/_procedural_assets``, shared by the shards of one
+    output: generated under its own lock."""
+    from filelock import FileLock, Timeout
+
+    from diffusion4d.errors import UserError
+
+    from . import sources
+
+    lock = FileLock(str(output / ".procedural.lock"))
+    try:
+        with lock.acquire(timeout=600):
+            return sources.procedural_tasks(count, output / "_procedural_assets", seed)
+    except Timeout:
+        raise UserError(f"another curate run has been generating procedural assets in {output} for 10 minutes "
+                        f"(lock {output / '.procedural.lock'})") from None
