@@ -8,6 +8,11 @@ Per asset / sample folder ``<DIR>/<uid>/``:
   ``parameters`` (or ``params``/``config``) sub-dictionary.
 * ``metrics.json`` (``diffusion4d reconstruct``): ``timings``.
 
+A file that exists but is not a JSON object (truncated, not JSON) is bad input: a ``UserError``
+naming the file (:class:`diffusion4d.io.InvalidInputError`), like every reader of
+:mod:`diffusion4d.io`; ``meta.json`` is read with :func:`diffusion4d.io.read_meta` (validated).
+A missing file gives None.
+
 Seconds are read as ``total_seconds`` / ``seconds`` / ``time_seconds`` / ``wall_seconds``, else from a
 ``timings`` dictionary: its ``total`` (or ``total_seconds``) entry, else the sum of its numeric
 entries.
@@ -19,7 +24,7 @@ import math
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-from diffusion4d.io import read_json
+from diffusion4d.io import InvalidInputError, read_json, read_meta
 
 GENERATION_FILE = "generation.json"
 RECON_METRICS_FILE = "metrics.json"
@@ -27,13 +32,14 @@ _NESTED = ("parameters", "params", "config", "args")
 
 
 def _read(path: Path) -> Optional[Dict[str, Any]]:
+    """The JSON object in ``path``; None when the file does not exist; InvalidInputError (a
+    UserError naming the file) when it is not a JSON object."""
     if not path.is_file():
         return None
-    try:
-        data = read_json(path)
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise InvalidInputError(f"{path}: must hold a JSON object, got {type(data).__name__}")
+    return data
 
 
 def read_generation(asset_dir: Path) -> Optional[Dict[str, Any]]:
@@ -89,7 +95,7 @@ def caption_of(gt_asset_dir: Optional[Path], pred_asset_dir: Optional[Path]) -> 
     prompt = lookup(read_generation(pred_asset_dir), "prompt") if pred_asset_dir else None
     if isinstance(prompt, str) and prompt.strip():
         return prompt
-    meta = _read(Path(gt_asset_dir) / "meta.json") if gt_asset_dir else None
+    meta = read_meta(Path(gt_asset_dir)) if gt_asset_dir else None
     caption = meta.get("caption") if meta else None
     return caption if isinstance(caption, str) and caption.strip() else None
 

@@ -243,12 +243,22 @@ def test_float32_rounding_is_accepted(tmp_path):
 # ---------------------------------------------------------------------------- argparse, captions, output paths
 def _main(argv, capsys):
     """Run ``diffusion4d <argv>`` in process: (exit status, stdout, stderr lines)."""
+    import logging
+
     from diffusion4d.cli import main
 
+    def drop_handlers():  # the CLI's log handler binds the stderr of its time: rebind it to this test's
+        root = logging.getLogger()
+        for handler in [h for h in root.handlers if getattr(h, "_diffusion4d", False)]:
+            root.removeHandler(handler)
+
+    drop_handlers()
     try:
         code = main(argv)
     except SystemExit as exc:  # argparse errors exit from parse_args
         code = exc.code
+    finally:
+        drop_handlers()
     captured = capsys.readouterr()
     return code, captured.out, [line for line in captured.err.splitlines() if line.strip()]
 
@@ -286,3 +296,242 @@ def test_captions_errors_name_file_and_line(tmp_path, text, expected):
     (tmp_path / "c.csv").write_text(text)
     with pytest.raises(UserError, match=expected.replace("(", r"\(")):
         read_captions_csv(tmp_path / "c.csv")
+
+
+# ---------------------------------------------------------------------------- the commands
+def _listing(*roots: Path, skip: Path) -> set:
+    """Every path under ``roots`` except ``skip`` and what lies below it."""
+    out = set()
+    for root in roots:
+        for dirpath, dirnames, filenames in os.walk(root):
+            d = Path(dirpath)
+            if d == skip or skip in d.parents:
+                continue
+            out |= {str(d / n) for n in dirnames + filenames if d / n != skip}
+    return out
+
+
+def _assert_one_line_exit_2(code, err, cmd, expected):
+    assert code == 2, (code, err)
+    assert len(err) == 1, err
+    assert err[0].startswith(f"diffusion4d {cmd}: error: "), err
+    assert "Traceback" not in err[0] and expected in err[0], (expected, err)
+
+
+def _clip(lib, case):
+    return str(lib[case] / "asset" / "dynamic")
+
+
+#: reader cases run through reconstruct and evaluate (cheap: they fail while reading)
+RECON_CASES = ["zero_byte_png", "missing_png", "wrong_size_frame", "extra_frame", "cameras_not_json", "no_K", "c2w_3x4",
+               "nan_c2w", "singular_c2w", "inf_K"]
+EVAL_CASES = ["zero_byte_png", "wrong_size_frame", "fewer_cameras", "no_frames", "c2w_3x3", "nan_c2w", "scaled_c2w"]
+
+
+@pytest.mark.parametrize("case", RECON_CASES)
+def test_reconstruct_damaged_clip(library, tmp_path, capsys, case):
+    out = tmp_path / "out"
+    before = _listing(library["valid"].parent, tmp_path, skip=out)
+    code, _, err = _main(["reconstruct", "--input", _clip(library, case), "--output", str(out), "--preset", "test",
+                          "--device", "cpu", "--backend", "torch"], capsys)
+    _assert_one_line_exit_2(code, err, "reconstruct", CLIP_CASES[case][1])
+    assert _listing(library["valid"].parent, tmp_path, skip=out) == before
+
+
+@pytest.mark.parametrize("side", ["gt", "pred"])
+@pytest.mark.parametrize("case", EVAL_CASES)
+def test_evaluate_damaged_clip(library, tmp_path, capsys, case, side):
+    out = tmp_path / "out"
+    gt, pred = (library[case], library["valid"]) if side == "gt" else (library["valid"], library[case])
+    before = _listing(library["valid"].parent, tmp_path, skip=out)
+    code, _, err = _main(["evaluate", "--gt", str(gt), "--pred", f"m={pred}", "--metrics", "psnr,ssim", "--output", str(out)],
+                         capsys)
+    _assert_one_line_exit_2(code, err, "evaluate", CLIP_CASES[case][1])
+    assert _listing(library["valid"].parent, tmp_path, skip=out) == before
+
+
+@pytest.mark.parametrize("case", ["meta_not_json", "meta_list"])
+def test_evaluate_caption_reader_refuses_damaged_meta(library, case):
+    from eval.samples import caption_of
+
+    assert caption_of(library["valid"] / "asset", None) == "a cube"
+    with pytest.raises(UserError, match="meta.json"):
+        caption_of(library[case] / "asset", None)
+
+
+def test_evaluate_damaged_generation_json(library, tmp_path):
+    from eval.samples import read_generation
+
+    (tmp_path / "generation.json").write_text('{"prompt": "a robot", ')
+    with pytest.raises(UserError, match="generation.json: not valid JSON"):
+        read_generation(tmp_path)
+    assert read_generation(tmp_path / "none") is None
+
+
+def _file(tmp_path: Path) -> Path:
+    f = tmp_path / "a_file"
+    f.write_text("not a folder")
+    return f
+
+
+GEN = ["generate", "--model", "{missing}", "--prompt", "a robot", "--output", "{out}"]
+
+#: generate: (extra flags, expected text); every one fails before the model is looked at
+GENERATE_CASES = {
+    "elevation_nan": (["--elevation", "nan"], "--elevation must be a finite number"),
+    "elevation_inf": (["--elevation", "inf"], "--elevation must be a finite number"),
+    "elevation_90": (["--elevation", "90"], "--elevation must lie strictly between -90 and 90"),
+    "azimuth_nan": (["--start-azimuth", "nan"], "--start-azimuth must be a finite number"),
+    "fps_zero": (["--fps", "0"], "--fps must be > 0"),
+    "fps_negative": (["--fps", "-3"], "--fps must be > 0"),
+    "fps_text": (["--fps", "fast"], "argument --fps: invalid float value"),
+    "prompt_empty": (["--prompt", ""], "--prompt is empty"),
+    "prompt_blank": (["--prompt", "  \t "], "--prompt is empty"),
+    "device_tpu": (["--device", "tpu9"], "--device 'tpu9' is not a device"),
+    "device_cuda_missing": (["--device", "cuda"], "CUDA is not available"),
+    "guidance_nan": (["--guidance", "nan", "0.5"], "--guidance weights must be finite"),
+    "name_escape": (["--name", "../../x"], "unsafe --name '../../x'"),
+    "name_absolute": (["--name", "/abs/x"], "unsafe --name '/abs/x': it is an absolute path"),
+    "name_dotdot": (["--name", ".."], "unsafe --name '..'"),
+    "motion_nan": (["--motion", "nan"], "--motion: values must be finite"),
+    "unknown_flag": (["--frobnicate"], "unrecognized arguments: --frobnicate"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(GENERATE_CASES))
+def test_generate_bad_flags(tmp_path, capsys, case):
+    import torch
+
+    extra, expected = GENERATE_CASES[case]
+    if case == "device_cuda_missing" and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    out = tmp_path / "out"
+    argv = [a.format(missing=tmp_path / "no_model", out=out) for a in GEN] + extra
+    before = _listing(tmp_path, skip=out)
+    code, _, err = _main(argv, capsys)
+    _assert_one_line_exit_2(code, err, "generate", expected)
+    assert not out.exists() and _listing(tmp_path, skip=out) == before
+
+
+def test_generate_output_is_a_file(tmp_path, capsys):
+    f = _file(tmp_path)
+    code, _, err = _main(["generate", "--model", str(tmp_path / "m"), "--prompt", "x", "--output", str(f)], capsys)
+    _assert_one_line_exit_2(code, err, "generate", "exists and is not a folder")
+    assert f.read_text() == "not a folder"
+
+
+CURATE = ["curate", "--procedural", "2", "--frames", "4", "--resolution", "16", "--workers", "0",
+          "--orbits-per-asset", "1", "--modes", "dynamic,static", "--set", "rules.ssim=false"]
+
+
+@pytest.mark.parametrize("case, text, expected", [
+    ("unterminated", 'proc-s0-0000,"a cube\nproc-s0-0001,x\n', "caps.csv:1: unterminated quoted field"),
+    ("malformed", "proc-s0-0000,a cube\njust_one_field\n", "caps.csv:2: malformed row 'just_one_field'"),
+    ("not_utf8", "proc-s0-0000,caf\udce9\n", "caps.csv:1: not UTF-8 text"),
+])
+def test_curate_bad_captions_refused_before_any_asset(tmp_path, capsys, case, text, expected):
+    caps = tmp_path / "caps.csv"
+    caps.write_bytes(text.encode("utf-8", "surrogateescape"))
+    out = tmp_path / "out"
+    code, _, err = _main(CURATE + ["--captions", str(caps), "--output", str(out)], capsys)
+    _assert_one_line_exit_2(code, err, "curate", expected)
+    assert not out.exists()  # nothing written, not even the procedural assets
+
+
+def test_curate_captions_with_bom_work(tmp_path, capsys):
+    caps = tmp_path / "caps.csv"
+    caps.write_bytes("\ufeffproc-s0-0000,\"a cube, spinning\"\n".encode("utf-8"))
+    out = tmp_path / "out"
+    code, _, _ = _main(CURATE + ["--captions", str(caps), "--output", str(out)], capsys)
+    assert code == 0
+    from diffusion4d.io import read_manifest
+
+    recs = {r["uid"]: r for r in read_manifest(out / "manifest.jsonl")}
+    assert recs["proc-s0-0000"]["caption"] == "a cube, spinning"
+
+
+@pytest.mark.parametrize("make, expected", [
+    (lambda t: _file(t), "exists and is not a folder"),
+    (lambda t: _file(t) / "below", "is a file, not a folder"),
+])
+def test_curate_output_is_a_file(tmp_path, capsys, make, expected):
+    target = make(tmp_path)
+    before = _listing(tmp_path, skip=tmp_path / "none")
+    code, _, err = _main(CURATE + ["--output", str(target)], capsys)
+    _assert_one_line_exit_2(code, err, "curate", expected)
+    assert _listing(tmp_path, skip=tmp_path / "none") == before
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["curate", "--procedural", "0", "--output", "{out}"], "--procedural needs N >= 1"),
+    (["curate", "--input", "{tmp}/missing.glb", "--output", "{out}"], "input not found"),
+    (["curate", "--objaverse-uids", "{tmp}/missing.txt", "--output", "{out}"], "uid list not found"),
+    (["curate", "--procedural", "1", "--input", "x.glb", "--output", "{out}"], "give exactly one source"),
+    (["curate", "--procedural", "1", "--frames", "2", "--output", "{out}"], "frames must be >= 3"),
+    (["reconstruct", "--input", "{tmp}/nothing", "--output", "{out}"], "is not a clip folder"),
+    (["evaluate", "--pred", "nameless", "--output", "{out}"], "--pred expects NAME=DIR"),
+])
+def test_other_bad_arguments(tmp_path, capsys, argv, expected):
+    out = tmp_path / "out"
+    argv = [a.format(out=out, tmp=tmp_path) for a in argv]
+    code, _, err = _main(argv, capsys)
+    _assert_one_line_exit_2(code, err, argv[0], expected)
+
+
+def test_unsafe_uids_never_leave_the_output(tmp_path, capsys):
+    """Unsafe names through the procedural-free path: a uid list of hostile names, no Objaverse index
+    needed (they fail at the gate before the source is consulted)."""
+    from data_curation.curate_asset import AssetTask
+    from data_curation.curate_config import CurateConfig
+    from data_curation.runner import run_curation
+    from diffusion4d.io import read_manifest
+
+    out = tmp_path / "work" / "out"
+    out.parent.mkdir()
+    cfg = CurateConfig(output=str(out), workers=0)
+    hostile = ["../../x", str(tmp_path / "abs"), "..", "a/b", ".", ""]
+    before = _listing(tmp_path, skip=out)
+    summary = run_curation(cfg, [AssetTask(u, None, "objaverse", error="missing_source: test") for u in hostile])
+    assert summary.failed == len(hostile) and _listing(tmp_path, skip=out) == before
+    recs = read_manifest(out / "manifest.jsonl")
+    assert len(recs) == len(hostile) and all(r["reason"].startswith("unsafe_uid:") for r in recs)
+
+
+def test_subprocess_bad_input_is_one_line(library, tmp_path):
+    """The console script itself (a few cases): exit 2, one stderr line, no traceback."""
+    import subprocess
+    import sys
+
+    env = dict(os.environ, DIFFUSION4D_NO_PROGRESS="1")
+    cases = [
+        (["reconstruct", "--input", _clip(library, "nan_c2w"), "--output", str(tmp_path / "r"), "--preset", "test",
+          "--device", "cpu"], "holds NaN or Inf"),
+        (["generate", "--model", "m", "--prompt", "x", "--output", str(tmp_path / "g"), "--fps", "0"], "--fps must be > 0"),
+        (["curate", "--frames", "many", "--output", str(tmp_path / "c")], "invalid int value"),
+    ]
+    for argv, expected in cases:
+        proc = subprocess.run([sys.executable, "-m", "diffusion4d", *argv], capture_output=True, text=True, env=env,
+                              timeout=300)
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert proc.returncode == 2 and len(lines) == 1 and expected in lines[0], proc.stderr
+        assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("case", ["meta_infinite_motion", "meta_not_json"])
+def test_training_records_inherit_meta_checks(library, tmp_path, case):
+    from diffusion4d.io import ManifestRecord, ManifestWriter
+    from train.orbit_dataset import load_orbit_records
+
+    root = tmp_path / "data"
+    shutil.copytree(library[case], root)
+    ManifestWriter(root / "manifest.jsonl").append(ManifestRecord("asset", "procedural", "accepted", "ok"))
+    with pytest.raises(UserError, match="meta.json"):
+        load_orbit_records(str(root))
+
+
+@pytest.mark.parametrize("case", ["zero_byte_png", "singular_c2w", "wrong_size_frame"])
+def test_training_frames_inherit_clip_checks(library, case):
+    from train.orbit_dataset import _load_frames
+
+    with pytest.raises(UserError, match=CLIP_CASES[case][1].split(":")[0].replace("[", r"\[").replace(".", r"\.")):
+        _load_frames(library[case] / "asset" / "dynamic", np.arange(N), SIZE)
