@@ -81,7 +81,9 @@ def load_text_stack(id_or_path: Union[str, os.PathLike], device: Union[str, torc
             f"cannot load a text encoder from {where!r} ({type(err).__name__}): pass 'minilm' or a local "
             "diffusers checkpoint folder with tokenizer/ and text_encoder/ subfolders"
         ) from None
-    text_encoder.requires_grad_(False).eval().to(device)
+    # float32 whatever the files hold (transformers keeps a checkpoint's fp16 by default); callers
+    # that want another dtype (the trainer's mixed precision) cast it themselves
+    text_encoder.requires_grad_(False).eval().to(device=device, dtype=torch.float32)
     return tokenizer, text_encoder
 
 
