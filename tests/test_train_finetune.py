@@ -104,3 +104,29 @@ def test_bad_data_root_is_a_clear_error(tmp_path):
     code = main(["--config", str(REPO / "configs/train/tiny.yaml"), f"data.root={tmp_path}", f"output_dir={tmp_path / 'o'}", "report_to=none"])
     _reset_accelerate()
     assert code == 2
+
+
+def test_resume_in_place_drops_replayed_rows_and_keeps_the_first_loss(tmp_path):
+    """A run killed after step 5 (checkpoint at 3) resumed in its own folder: one row per step, first loss kept."""
+    import shutil
+
+    write_synthetic_dataset(tmp_path / "data", num_assets=3, num_frames=8, size=32, orbits=2)
+    preset = REPO / "configs" / "train" / "tiny.yaml"
+    args = SMALL + [f"data.root={tmp_path / 'data'}", f"output_dir={tmp_path / 'run'}", "report_to=none", "validation.at_end=false"]
+    n = torch.get_num_threads()
+    try:
+        _reset_accelerate()
+        full = run(load_config(TrainConfig, preset, args))
+        # simulate the kill: the checkpoint at 6 never happened, rows 4-6 were logged
+        shutil.rmtree(tmp_path / "run" / "checkpoint-6")
+        (tmp_path / "run" / "losses.jsonl").write_text((tmp_path / "run" / "losses.jsonl").read_text() + '{"step": 7, "lo')
+        _reset_accelerate()
+        resumed = run(load_config(TrainConfig, preset, args), resume="latest")
+    finally:
+        _reset_accelerate()
+        torch.set_num_threads(n)
+    rows = [json.loads(x) for x in (tmp_path / "run" / "losses.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert [r["loss"] for r in rows] == [r["loss"] for r in full["history"]]
+    summary = json.loads((tmp_path / "run" / "train_summary.json").read_text())
+    assert summary["first_loss"] == full["history"][0]["loss"] == resumed["summary"]["first_loss"]

@@ -71,6 +71,42 @@ def _flat(d: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
     return out
 
 
+def truncate_losses(path: Path, step: int) -> int:
+    """Keep the rows of ``losses.jsonl`` up to ``step`` (atomic rewrite); returns how many were dropped."""
+    if not path.is_file():
+        return 0
+    keep, dropped = [], 0
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:  # a line cut by a kill
+            dropped += 1
+            continue
+        if int(row.get("step", 0)) <= step:
+            keep.append(line)
+        else:
+            dropped += 1
+    if dropped:
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text("".join(line + "\n" for line in keep))
+        os.replace(tmp, path)
+    return dropped
+
+
+def first_logged_loss(path: Path, history: List[Dict[str, Any]]) -> Optional[float]:
+    """The run's first loss: step 1 of ``losses.jsonl`` when this output folder logged it (a resumed
+    run), else the first step this process trained."""
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if row.get("step") == 1:
+                return float(row["loss"])
+    return history[0]["loss"] if history else None
+
+
 def make_accelerator(cfg: TrainConfig):
     from accelerate import Accelerator
     from accelerate.utils import InitProcessGroupKwargs, ProjectConfiguration
@@ -382,6 +418,12 @@ class Trainer:
             self.last_checkpoint = ckpt
             log.info("resumed from %s (step %d)", ckpt, self.step)
         losses_path = self.out / "losses.jsonl"
+        if acc.is_main_process:
+            # a killed run may have logged steps after its last checkpoint: they are replayed now
+            dropped = truncate_losses(losses_path, self.step)
+            if dropped:
+                log.info("losses.jsonl: dropped %d row(s) after step %d (replayed from the checkpoint)", dropped, self.step)
+        acc.wait_for_everyone()
         bar = progress(total=cfg.max_steps, desc="train", unit="step")
         bar.update(self.step)
         history = []
@@ -426,7 +468,7 @@ class Trainer:
         bar.close()
         summary = {
             "steps": self.step,
-            "first_loss": history[0]["loss"] if history else None,
+            "first_loss": first_logged_loss(losses_path, history),
             "last_loss": history[-1]["loss"] if history else None,
             "seconds": time.perf_counter() - start,
             "checkpoint": str(self.last_checkpoint) if self.last_checkpoint else None,
