@@ -481,15 +481,46 @@ class Trainer:
         return {"summary": summary, "history": history}
 
 
+LOCK_FILE = ".train.lock"
+
+
+@contextlib.contextmanager
+def output_lock(output_dir: Path, is_main: bool):
+    """One training run per output folder: the main process holds ``<output_dir>/.train.lock``
+    (a ``filelock``) for the whole run; a second run on the same folder refuses with one line."""
+    if not is_main:
+        yield
+        return
+    from filelock import FileLock, Timeout
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(output_dir / LOCK_FILE))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise UserError(f"another training run is writing to {output_dir} (lock {output_dir / LOCK_FILE} is held); "
+                        "wait for it to finish or choose another output_dir") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 def run(cfg: TrainConfig, resume: Optional[str] = None) -> Dict[str, Any]:
     """Train according to ``cfg``; returns ``{"summary": ..., "history": [per-step records]}``."""
+    from diffusion4d.io.paths import check_output_dir
+
+    check_output_dir(cfg.output_dir, "output_dir")
     trainer = Trainer(cfg)
-    trainer.setup()
-    return trainer.train(resume)
+    with output_lock(trainer.out, trainer.acc.is_main_process):
+        trainer.setup()
+        return trainer.train(resume)
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="train/finetune.py", description="Fine-tune the 4D-aware video diffusion model.")
+    from diffusion4d.cli import OneLineParser
+
+    p = OneLineParser(prog="train/finetune.py", description="Fine-tune the 4D-aware video diffusion model.")
     p.add_argument("--config", required=True, help="YAML preset, e.g. configs/train/tiny.yaml")
     p.add_argument("--resume", default=None, help="'latest' or a checkpoint-<step> folder")
     p.add_argument("overrides", nargs="*", help="key.sub=value config overrides")

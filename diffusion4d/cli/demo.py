@@ -288,16 +288,39 @@ STAGES: List[tuple] = [
 
 
 def load_demo_config(path: Optional[str], quick: bool, overrides: List[str]) -> DemoConfig:
+    from diffusion4d.config import ConfigError
+
+    if path and not Path(path).is_file():
+        raise UserError(f"--config {path}: no such file")
     preset = Path(path) if path else CONFIG_DIR / ("quick.yaml" if quick else "full.yaml")
-    return load_config(DemoConfig, preset if preset.exists() else None, overrides)
+    try:
+        return load_config(DemoConfig, preset if preset.exists() else None, overrides)
+    except ConfigError as err:
+        raise UserError(str(err)) from None
 
 
 def run(args: argparse.Namespace) -> int:
-    from diffusion4d.logging_utils import progress
+    from filelock import FileLock, Timeout
+
+    from diffusion4d.io.paths import ensure_output_dir
 
     out = Path(args.output)
     cfg = load_demo_config(args.config, args.quick, list(args.overrides))
-    out.mkdir(parents=True, exist_ok=True)
+    ensure_output_dir(out)
+    lock = FileLock(str(out / ".demo.lock"))  # one demo per output folder
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise UserError(f"another demo is writing to {out} (lock {out / '.demo.lock'} is held)") from None
+    try:
+        return _run_locked(args, out, cfg)
+    finally:
+        lock.release()
+
+
+def _run_locked(args: argparse.Namespace, out: Path, cfg: DemoConfig) -> int:
+    from diffusion4d.logging_utils import progress
+
     save_config(cfg, out / "demo_config.yaml")
     demo = DemoRun(out, cfg, args.device, args.force)
     start = time.perf_counter()
