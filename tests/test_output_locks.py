@@ -6,10 +6,8 @@ import pytest
 from filelock import FileLock
 
 from diffusion4d.cli import main
-from diffusion4d.config import load_config
-from diffusion4d.errors import UserError
-from train.train_config import TrainConfig
-from train.trainer import LOCK_FILE, main as train_main, run
+from train.finetune import main as train_main
+from train.trainer import LOCK_FILE
 
 REPO = Path(__file__).resolve().parents[1]
 

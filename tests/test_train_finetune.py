@@ -98,7 +98,7 @@ def test_checkpoints_outputs_and_reload(runs):
 
 
 def test_bad_data_root_is_a_clear_error(tmp_path):
-    from train.trainer import main
+    from train.finetune import main
 
     _reset_accelerate()
     code = main(["--config", str(REPO / "configs/train/tiny.yaml"), f"data.root={tmp_path}", f"output_dir={tmp_path / 'o'}", "report_to=none"])

@@ -81,7 +81,7 @@ class ValidationConfig:
     num_samples: int = 2  # samples per validation
     num_inference_steps: int = 10  # DDIM steps
     guidance_scale: float = 3.0  # w1 of Eq. 3 (eps_c + w1 (eps_c - eps_uncond)), as `generate --guidance W1 0`
-    motion_magnitude: float = -1.0  # m for sampling (< 0: the dataset sample's own m)
+    motion_magnitude: Optional[float] = None  # m for sampling (null: the dataset sample's own m)
     fps: int = 8  # mp4 frame rate
 
 
@@ -125,6 +125,6 @@ class TrainConfig:
             extra = [k for k in ("motion_conditioning", "static_conditioning", "image_conditioning") if getattr(m, k)]
             if extra:
                 raise ValueError(
-                    f"stage=prior3d trains the 3D-aware prior on static orbits (text + cameras only): set "
+                    "stage=prior3d trains the 3D-aware prior on static orbits (text + cameras only): set "
                     + ", ".join(f"model.{k}=false" for k in extra)
                 )

@@ -9,23 +9,21 @@ reproduces the losses of the uninterrupted run exactly on CPU.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import datetime
 import hashlib
 import json
 import math
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 
-from diffusion4d.config import ConfigError, config_to_dict, load_config, save_config
+from diffusion4d.config import config_to_dict, save_config
 from diffusion4d.errors import UserError
-from diffusion4d.logging_utils import get_logger, progress, setup_logging
+from diffusion4d.logging_utils import get_logger, progress
 
 from train import losses as L
 from train.checkpointing import remove_stale_temporaries, resolve_resume, save_checkpoint, step_of
@@ -385,7 +383,7 @@ class Trainer:
         n = min(v.num_samples, len(self.dataset))
         items = [self.dataset.load_pixels(i, 0) for i in range(n)]
         prompts = [v.prompts[i % len(v.prompts)] if v.prompts else it["caption"] for i, it in enumerate(items)]
-        motion = [it["motion_magnitude"] if v.motion_magnitude < 0 else v.motion_magnitude for it in items]
+        motion = [it["motion_magnitude"] if v.motion_magnitude is None else v.motion_magnitude for it in items]
         frames = sample_validation(
             unet, self.vae, self.text_encoder, self.tokenizer, self.noise_scheduler.config, prompts, motion, items,
             num_inference_steps=v.num_inference_steps, guidance_scale=v.guidance_scale, seed=self.cfg.seed,
@@ -515,29 +513,3 @@ def run(cfg: TrainConfig, resume: Optional[str] = None) -> Dict[str, Any]:
     with output_lock(trainer.out, trainer.acc.is_main_process):
         trainer.setup()
         return trainer.train(resume)
-
-
-def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    from diffusion4d.cli import OneLineParser
-
-    p = OneLineParser(prog="train/finetune.py", description="Fine-tune the 4D-aware video diffusion model.")
-    p.add_argument("--config", required=True, help="YAML preset, e.g. configs/train/tiny.yaml")
-    p.add_argument("--resume", default=None, help="'latest' or a checkpoint-<step> folder")
-    p.add_argument("overrides", nargs="*", help="key.sub=value config overrides")
-    return p.parse_args(argv)
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Entry point; exit codes: 0 done, 1 diverged, 2 bad input."""
-    setup_logging()
-    args = parse_args(argv)
-    try:
-        cfg = load_config(TrainConfig, args.config, args.overrides)
-        run(cfg, args.resume)
-    except (ConfigError, UserError) as err:
-        print(f"train/finetune.py: error: {err}", file=sys.stderr)
-        return 2
-    except TrainingDiverged as err:
-        print(f"train/finetune.py: error: {err}", file=sys.stderr)
-        return 1
-    return 0
