@@ -67,6 +67,9 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.output:
         raise UserError("--output OUT is required")
+    from diffusion4d.io.paths import check_output_dir
+
+    check_output_dir(args.output, "--output")  # an existing file: one line, before any metric runs
     cfg = EvalConfig(
         preds=_parse_preds(args.pred),
         gt=args.gt,

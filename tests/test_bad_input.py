@@ -470,9 +470,11 @@ def test_curate_output_is_a_file(tmp_path, capsys, make, expected):
     (["curate", "--procedural", "1", "--frames", "2", "--output", "{out}"], "frames must be >= 3"),
     (["reconstruct", "--input", "{tmp}/nothing", "--output", "{out}"], "is not a clip folder"),
     (["evaluate", "--pred", "nameless", "--output", "{out}"], "--pred expects NAME=DIR"),
+    (["evaluate", "--pred", "m={tmp}", "--output", "{tmp}/a_file"], "exists and is not a folder"),
 ])
 def test_other_bad_arguments(tmp_path, capsys, argv, expected):
     out = tmp_path / "out"
+    _file(tmp_path)
     argv = [a.format(out=out, tmp=tmp_path) for a in argv]
     code, _, err = _main(argv, capsys)
     _assert_one_line_exit_2(code, err, argv[0], expected)
