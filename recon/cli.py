@@ -14,7 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", required=True, help="output folder")
     parser.add_argument("--static", default=None, help="static orbit clip (default: sibling 'static' folder if present)")
     parser.add_argument("--preset", default="default", help="configs/recon preset name or YAML path (test, demo, default, paper)")
-    parser.add_argument("--backend", default="auto", choices=["auto", "gsplat", "torch"], help="rasterizer backend")
+    parser.add_argument("--backend", default="auto", choices=["auto", "gsplat", "torch", "cpu"], help="rasterizer backend (cpu: the compiled CPU kernel)")
     parser.add_argument("--mode", default="orbit", choices=["orbit", "freeze_time"], help="Diffusion4D orbit fit or 4Real freeze-time fit")
     parser.add_argument("--holdout", type=int, default=0, help="hold out every K-th frame for evaluation (0: none)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")

@@ -9,7 +9,11 @@ backend:
   autograd. Per 16x16 tile it gathers the Gaussians whose screen-space bounding box overlaps
   the tile, in depth order, and alpha-composites them front to back for all tile pixels at
   once (vectorised; tiles are batched in chunks of similar size);
-* ``"auto"``: gsplat when the tensors live on CUDA and gsplat imports, else torch.
+* ``"cpu"``: the same tiles and compositing rule in a compiled C++/OpenMP kernel
+  (:mod:`recon.cpu_kernel`, built at first use), one pixel at a time with early termination,
+  forward and backward; CPU tensors only;
+* ``"auto"``: gsplat when the tensors live on CUDA and gsplat imports, else ``cpu`` when the
+  kernel builds (a C++ compiler is present), else ``torch``.
 
 The brute-force twin used by tests lives in :mod:`recon.rasterize_reference`.
 
@@ -27,11 +31,12 @@ from typing import Any, Dict, List, Literal, Optional, Tuple, Union
 import torch
 from torch import Tensor
 
+from recon import cpu_kernel
 from recon.projection import ALPHA_THRESHOLD, camera_centers, project_gaussians
 from recon.sh import sh_to_rgb
 
-Backend = Literal["auto", "gsplat", "torch"]
-BACKENDS: Tuple[str, ...] = ("auto", "gsplat", "torch")
+Backend = Literal["auto", "gsplat", "torch", "cpu"]
+BACKENDS: Tuple[str, ...] = ("auto", "gsplat", "torch", "cpu")
 #: alpha clamp; gsplat's kernels use 0.999 (the original 3DGS used 0.99): we match gsplat so
 #: the two backends agree.
 ALPHA_MAX: float = 0.999
@@ -41,6 +46,9 @@ TRANSMITTANCE_MIN: float = 1e-4
 #: Gaussians overlapping it, so small tiles waste less work on pixels a Gaussian cannot reach
 #: (measured on CPU: 4 px tiles are 2-5x faster than 16 px ones at 32-64 px)
 TORCH_TILE_SIZE: int = 4
+#: default tile side of the compiled ``cpu`` backend (per-pixel early termination: larger tiles
+#: cost little per pixel, and fewer tiles make the tile lists cheaper to build)
+CPU_TILE_SIZE: int = 8
 
 
 def gsplat_available() -> bool:
@@ -59,9 +67,16 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     if backend not in BACKENDS:
         raise ValueError(f"unknown rasterizer backend {backend!r}; valid backends: {', '.join(BACKENDS)}")
     if backend == "auto":
-        return "gsplat" if device.type == "cuda" and gsplat_available() else "torch"
+        if device.type == "cuda" and gsplat_available():
+            return "gsplat"
+        return "cpu" if device.type == "cpu" and cpu_kernel.available() else "torch"
     if backend == "gsplat" and not (device.type == "cuda" and gsplat_available()):
         raise RuntimeError("backend 'gsplat' needs CUDA tensors and the gsplat package (pip install gsplat)")
+    if backend == "cpu":
+        if device.type != "cpu":
+            raise RuntimeError("backend 'cpu' needs CPU tensors")
+        if not cpu_kernel.available():
+            raise RuntimeError(f"backend 'cpu' needs the compiled kernel, which is unavailable: {cpu_kernel.error()}")
     return backend
 
 
@@ -138,7 +153,7 @@ def rasterize(
     """
     name = resolve_backend(backend, means.device)
     if tile_size is None:
-        tile_size = 16 if name == "gsplat" else TORCH_TILE_SIZE
+        tile_size = {"gsplat": 16, "cpu": CPU_TILE_SIZE}.get(name, TORCH_TILE_SIZE)
     if name == "gsplat":
         return _rasterize_gsplat(
             means, quats, scales, opacities, colors, viewmats, Ks, width, height,
@@ -150,7 +165,8 @@ def rasterize(
     cols = resolve_colors(colors, means, viewmats, sh_degree)  # [C, N, D]
     C, N = proj.depths.shape
     opac = opacities[None].expand(C, N)
-    images, alphas = composite_tiles(
+    composite = composite_tiles_cpu if name == "cpu" else composite_tiles
+    images, alphas = composite(
         proj.means2d, proj.conics, opac, cols, proj.radii, proj.depths, width, height,
         tile_size=tile_size, chunk_elements=chunk_elements,
     )  # fmt: skip
@@ -170,7 +186,7 @@ def rasterize(
         "height": height,
         "n_cameras": C,
         "tile_size": tile_size,
-        "backend": "torch",
+        "backend": name,
     }
     return images, alphas, info
 
@@ -345,6 +361,61 @@ def composite_tiles(
         return x.reshape(C, th * tile_size, tw * tile_size, x.shape[-1])[:, :height, :width]
 
     return to_image(rgb), to_image(acc)
+
+
+class _CompositeCpu(torch.autograd.Function):
+    """The compiled kernel (recon/csrc/composite_cpu.cpp) as an autograd function: inputs are
+    flattened per camera-Gaussian ``[C*N, ...]``; the tile lists are constants."""
+
+    @staticmethod
+    def forward(ctx, means2d, conics, opac, cols, flat_ids, offsets, counts, C, W, H, tile, alpha_max):
+        mod = cpu_kernel.load()
+        args = (means2d, conics, opac, cols, flat_ids, offsets, counts, C, W, H, tile, alpha_max, ALPHA_THRESHOLD)
+        rgb, acc, last = mod.composite_forward(*args, TRANSMITTANCE_MIN)
+        ctx.save_for_backward(means2d, conics, opac, cols, flat_ids, offsets, counts, acc, last)
+        ctx.dims = (C, W, H, tile, alpha_max)
+        return rgb, acc
+
+    @staticmethod
+    def backward(ctx, grad_rgb, grad_acc):
+        means2d, conics, opac, cols, flat_ids, offsets, counts, acc, last = ctx.saved_tensors
+        C, W, H, tile, alpha_max = ctx.dims
+        need_geo = any(ctx.needs_input_grad[:3])
+        need_cols = ctx.needs_input_grad[3]
+        if grad_rgb is None:
+            grad_rgb = torch.zeros(C, H, W, cols.shape[-1], dtype=cols.dtype)
+        if grad_acc is None:
+            grad_acc = torch.zeros_like(acc)
+        g_m, g_c, g_o, g_col = cpu_kernel.load().composite_backward(
+            means2d, conics, opac, cols, flat_ids, offsets, counts, C, W, H, tile, alpha_max, ALPHA_THRESHOLD,
+            acc, last, grad_rgb.contiguous(), grad_acc.contiguous(), need_geo, need_cols,
+        )  # fmt: skip
+        return g_m, g_c, g_o, g_col, None, None, None, None, None, None, None, None
+
+
+def composite_tiles_cpu(
+    means2d: Tensor,  # [C, N, 2]
+    conics: Tensor,  # [C, N, 3]
+    opacities: Tensor,  # [C, N]
+    colors: Tensor,  # [C, N, D]
+    radii: Tensor,  # [C, N, 2]
+    depths: Tensor,  # [C, N]
+    width: int,
+    height: int,
+    tile_size: int = CPU_TILE_SIZE,
+    chunk_elements: int = 0,  # unused (the kernel needs no batching); same signature as composite_tiles
+    alpha_max: float = ALPHA_MAX,
+) -> Tuple[Tensor, Tensor]:
+    """:func:`composite_tiles` in the compiled kernel. Returns ``[C,H,W,D]``, ``[C,H,W,1]``."""
+    C, N = depths.shape
+    D = colors.shape[-1]
+    flat_ids, offsets, counts = tile_intersections(means2d, radii, depths, width, height, tile_size)
+    dt = colors.dtype
+    return _CompositeCpu.apply(
+        means2d.reshape(C * N, 2).to(dt).contiguous(), conics.reshape(C * N, 3).to(dt).contiguous(),
+        opacities.reshape(C * N).to(dt).contiguous(), colors.reshape(C * N, D).contiguous(),
+        flat_ids.contiguous(), offsets.contiguous(), counts.contiguous(), C, width, height, tile_size, alpha_max,
+    )  # fmt: skip
 
 
 def _rasterize_gsplat(

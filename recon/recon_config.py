@@ -114,7 +114,7 @@ class ReconConfig:
     resolution: int = 128  # fitting resolution, longer side (larger frames are downsampled; 0 = native)
     background: float = 1.0  # background grey level (1 = white, the clip convention)
     seed: int = 0  # random seed
-    backend: Literal["auto", "gsplat", "torch"] = "auto"  # rasterizer backend
+    backend: Literal["auto", "gsplat", "torch", "cpu"] = "auto"  # rasterizer backend (auto: gsplat on CUDA, else the compiled cpu kernel, else torch)
     mode: Literal["orbit", "freeze_time"] = "orbit"  # Diffusion4D coarse-to-fine or 4Real freeze-time
     holdout: int = 0  # hold out every K-th dynamic frame for evaluation (0 = none)
     init: InitConfig = field(default_factory=InitConfig)

@@ -9,6 +9,7 @@ import torch
 
 from diffusion4d.cameras import orbit_trajectory
 from recon.projection import covariance_3d, project_gaussians
+from recon import cpu_kernel
 from recon.rasterize import rasterize, resolve_backend, tile_intersections
 from recon.rasterize_reference import rasterize_dense
 from recon.sh import eval_sh
@@ -19,6 +20,7 @@ except Exception:  # pragma: no cover
     gs_ref = None
 
 needs_gsplat_ref = pytest.mark.skipif(gs_ref is None, reason="gsplat not installed")
+needs_cpu_kernel = pytest.mark.skipif(not cpu_kernel.available(), reason=f"compiled CPU kernel unavailable: {cpu_kernel.error()}")
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="gsplat rasterization needs CUDA")
 
 
@@ -152,7 +154,7 @@ def test_gsplat_default_strategy_runs_on_torch_backend_info():
 
 
 def test_backend_names():
-    assert resolve_backend("auto", torch.device("cpu")) == "torch"
+    assert resolve_backend("auto", torch.device("cpu")) == ("cpu" if cpu_kernel.available() else "torch")
     with pytest.raises(ValueError, match="valid backends"):
         resolve_backend("vulkan", torch.device("cpu"))
     if not torch.cuda.is_available():
@@ -175,3 +177,75 @@ def test_gsplat_backend_matches_torch_backend_on_cuda():
     grads_t = torch.autograd.grad(out_t[0].sum(), params)
     for gg, gt in zip(grads_g, grads_t):
         torch.testing.assert_close(gg, gt, rtol=5e-2, atol=5e-3 * gt.abs().max().item() + 1e-6)
+
+
+# --- the compiled CPU kernel ("cpu" backend) against the same dense reference ---------------
+
+
+@needs_cpu_kernel
+@pytest.mark.parametrize(
+    "n,width,height,cams,sh_degree,tile",
+    [(120, 40, 32, 2, None, None), (120, 40, 32, 2, 2, None), (300, 37, 29, 3, None, 8), (60, 16, 48, 1, 1, 16),
+     (400, 64, 40, 2, 3, 4), (200, 33, 33, 2, None, 32)],
+)  # fmt: skip
+def test_cpu_kernel_matches_dense_reference_values_and_gradients(n, width, height, cams, sh_degree, tile):
+    params, viewmats, Ks = make_scene(n=n, width=width, height=height, cams=cams, sh_degree=sh_degree, seed=n)
+    params = [p.clone().requires_grad_(True) for p in params]
+    bg = torch.tensor([1.0, 0.5, 0.25], dtype=torch.float64)
+    img_c, alpha_c, info = rasterize(*params, viewmats, Ks, width, height, backend="cpu", sh_degree=sh_degree,
+                                     background=bg, tile_size=tile)  # fmt: skip
+    img_d, alpha_d = rasterize_dense(*params, viewmats, Ks, width, height, sh_degree=sh_degree, background=bg)
+    assert info["backend"] == "cpu" and img_c.shape == (cams, height, width, 3)
+    assert alpha_c.max() > 0.3
+    torch.testing.assert_close(img_c, img_d, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(alpha_c, alpha_d, rtol=1e-10, atol=1e-10)
+    w = torch.rand(img_c.shape, dtype=torch.float64)
+    wa = torch.rand(alpha_c.shape, dtype=torch.float64)
+    grads_c = torch.autograd.grad((img_c * w).sum() + (alpha_c * wa).sum(), params)
+    grads_d = torch.autograd.grad((img_d * w).sum() + (alpha_d * wa).sum(), params)
+    for gc, gd in zip(grads_c, grads_d):
+        assert gd.abs().sum() > 0
+        torch.testing.assert_close(gc, gd, rtol=1e-8, atol=1e-10)
+
+
+@needs_cpu_kernel
+def test_cpu_kernel_opaque_stack_and_image_only_loss():
+    n = 8
+    means = torch.zeros(n, 3, dtype=torch.float64)
+    means[:, 1] = torch.linspace(-0.3, 0.3, n, dtype=torch.float64)
+    quats = torch.tensor([[1.0, 0, 0, 0]] * n, dtype=torch.float64)
+    scales = torch.full((n, 3), 0.2, dtype=torch.float64)
+    opac = torch.full((n,), 0.995, dtype=torch.float64, requires_grad=True)
+    colors = torch.rand(n, 3, dtype=torch.float64, requires_grad=True)
+    _, viewmats, Ks = make_scene(cams=1)
+    img_c, alpha_c, _ = rasterize(means, quats, scales, opac, colors, viewmats, Ks, 40, 32, backend="cpu")
+    img_d, alpha_d = rasterize_dense(means, quats, scales, opac, colors, viewmats, Ks, 40, 32)
+    torch.testing.assert_close(img_c, img_d, rtol=1e-10, atol=1e-10)
+    assert (1 - alpha_c).min() < 1e-2
+    # only the image in the loss (the alpha output gets no gradient)
+    for gc, gd in zip(torch.autograd.grad(img_c.sum(), [opac, colors]), torch.autograd.grad(img_d.sum(), [opac, colors])):
+        torch.testing.assert_close(gc, gd, rtol=1e-8, atol=1e-10)
+
+
+@needs_cpu_kernel
+def test_cpu_kernel_float32_matches_torch_backend_and_keeps_means2d_grad():
+    params, viewmats, Ks = make_scene(n=500, width=64, height=48, cams=2, dtype=torch.float32, sh_degree=1)
+    params = [p.clone().requires_grad_(True) for p in params]
+    out_c = rasterize(*params, viewmats.float(), Ks.float(), 64, 48, backend="cpu", sh_degree=1, background=1.0)
+    out_t = rasterize(*params, viewmats.float(), Ks.float(), 64, 48, backend="torch", sh_degree=1, background=1.0)
+    torch.testing.assert_close(out_c[0], out_t[0], rtol=1e-4, atol=1e-5)
+    out_c[2]["means2d"].retain_grad()
+    out_c[0].sum().backward()
+    assert out_c[2]["means2d"].grad is not None and out_c[2]["means2d"].grad.abs().sum() > 0
+
+
+def test_auto_falls_back_to_torch_without_the_kernel(monkeypatch):
+    monkeypatch.setattr(cpu_kernel, "_tried", True)
+    monkeypatch.setattr(cpu_kernel, "_module", None)
+    monkeypatch.setattr(cpu_kernel, "_error", "no C++ compiler (test)")
+    assert resolve_backend("auto", torch.device("cpu")) == "torch"
+    with pytest.raises(RuntimeError, match="no C\\+\\+ compiler"):
+        resolve_backend("cpu", torch.device("cpu"))
+    params, viewmats, Ks = make_scene(n=30)
+    img, _, info = rasterize(*params, viewmats, Ks, 40, 32, backend="auto")
+    assert info["backend"] == "torch" and torch.isfinite(img).all()

@@ -1,0 +1,67 @@
+"""The compiled CPU compositing kernel behind the ``cpu`` rasteriser backend.
+
+``recon/csrc/composite_cpu.cpp`` (C++ with OpenMP) is built with
+``torch.utils.cpp_extension.load`` at first use and cached by torch (``$TORCH_EXTENSIONS_DIR``,
+default ``~/.cache/torch_extensions``); later processes load the cached build in well under a
+second. When no C++ compiler is present, the build fails, or ``D4D_RECON_NO_CPP=1`` is set,
+:func:`load` returns None once and the ``auto`` backend falls back to the pure-torch tiled
+rasteriser (same results, slower).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+from pathlib import Path
+from typing import Any, Optional
+
+log = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).resolve().parent / "csrc" / "composite_cpu.cpp"
+_lock = threading.Lock()
+_module: Any = None
+_tried = False
+_error: Optional[str] = None
+
+
+def load(verbose: bool = False) -> Optional[Any]:
+    """The compiled module, or None when it cannot be built here (reason in :func:`error`)."""
+    global _module, _tried, _error
+    if _tried:
+        return _module
+    with _lock:
+        if _tried:
+            return _module
+        if os.environ.get("D4D_RECON_NO_CPP", "") not in ("", "0"):
+            _error = "disabled by D4D_RECON_NO_CPP"
+        elif shutil.which(os.environ.get("CXX", "c++")) is None:
+            _error = "no C++ compiler (c++) on PATH"
+        else:
+            try:
+                from torch.utils.cpp_extension import load as cpp_load
+
+                _module = cpp_load(
+                    name="d4d_recon_composite_cpu",
+                    sources=[str(SOURCE)],
+                    extra_cflags=["-O3", "-fopenmp"],
+                    extra_ldflags=["-fopenmp"],
+                    verbose=verbose,
+                )
+            except Exception as err:  # compiler errors, missing headers, ...
+                _error = f"{type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err).strip() else ''}"
+                _module = None
+        if _module is None:
+            log.warning("compiled CPU rasteriser unavailable (%s); using the pure-torch tiled one", _error)
+        _tried = True
+        return _module
+
+
+def available() -> bool:
+    return load() is not None
+
+
+def error() -> Optional[str]:
+    """Why :func:`load` returned None (None when it has not been tried or succeeded)."""
+    return _error

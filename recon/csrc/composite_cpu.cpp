@@ -1,0 +1,242 @@
+// Compiled CPU compositing for recon.rasterize (the "cpu" backend): the same front-to-back
+// rule as the pure-torch tiled path and the dense reference (recon/rasterize_reference.py),
+// one pixel at a time with early termination, forward and hand-written backward, OpenMP over
+// tiles. Built at first use by recon/cpu_kernel.py (torch.utils.cpp_extension.load).
+//
+// Per pixel p (centre (x+0.5, y+0.5)), Gaussians of its tile in depth order:
+//   sigma_i = 0.5 (a dx^2 + c dy^2) + b dx dy, dx = px - mx_i, dy = py - my_i
+//   alpha_i = min(alpha_max, o_i exp(-sigma_i)); skipped when < alpha_threshold;
+//   stop at the Gaussian with T (1 - alpha_i) <= t_min (not composited);
+//   rgb = sum_i alpha_i T_i c_i; acc = 1 - T_final.
+// Backward (as _CompositeChunk in rasterize.py): g_i = c_i . dL/drgb,
+//   S_i = sum_{j>i} alpha_j T_j g_j,
+//   dL/dalpha_i = T_i g_i + (dL/dacc T_final - S_i) / (1 - alpha_i)   (zero where clamped),
+//   dL/dsigma_i = -alpha_i dL/dalpha_i, dL/do_i = alpha_i / o_i dL/dalpha_i,
+//   dL/dc_i = alpha_i T_i dL/drgb.
+#include <torch/extension.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace {
+
+template <typename scalar_t>
+void forward_impl(const scalar_t* means2d, const scalar_t* conics, const scalar_t* opac, const scalar_t* cols,
+                  const int64_t* flat_ids, const int64_t* offsets, const int64_t* counts, int64_t C, int64_t D,
+                  int64_t W, int64_t H, int64_t tile, double alpha_max, double alpha_thr, double t_min,
+                  scalar_t* rgb, scalar_t* acc, int32_t* last) {
+  const int64_t tw = (W + tile - 1) / tile, th = (H + tile - 1) / tile;
+  const int64_t n_tiles = C * th * tw;
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int64_t t = 0; t < n_tiles; ++t) {
+    const int64_t cam = t / (th * tw), txy = t % (th * tw);
+    const int64_t x0 = (txy % tw) * tile, y0 = (txy / tw) * tile;
+    const int64_t off = offsets[t], cnt = counts[t];
+    std::vector<scalar_t> px(D);
+    for (int64_t y = y0; y < std::min(y0 + tile, H); ++y) {
+      for (int64_t x = x0; x < std::min(x0 + tile, W); ++x) {
+        const int64_t pix = (cam * H + y) * W + x;
+        const scalar_t fx = (scalar_t)x + (scalar_t)0.5, fy = (scalar_t)y + (scalar_t)0.5;
+        scalar_t T = 1;
+        std::fill(px.begin(), px.end(), (scalar_t)0);
+        int32_t last_k = -1;
+        for (int64_t k = 0; k < cnt; ++k) {
+          const int64_t g = flat_ids[off + k];
+          const scalar_t dx = fx - means2d[2 * g], dy = fy - means2d[2 * g + 1];
+          const scalar_t a = conics[3 * g], b = conics[3 * g + 1], c = conics[3 * g + 2];
+          const scalar_t sigma = (scalar_t)0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy;
+          scalar_t alpha = opac[g] * std::exp(-sigma);
+          if (alpha > (scalar_t)alpha_max) alpha = (scalar_t)alpha_max;
+          if (alpha < (scalar_t)alpha_thr) continue;
+          const scalar_t next_T = T * ((scalar_t)1 - alpha);
+          if (next_T <= (scalar_t)t_min) break;
+          const scalar_t w = alpha * T;
+          const scalar_t* cg = cols + g * D;
+          for (int64_t d = 0; d < D; ++d) px[d] += w * cg[d];
+          T = next_T;
+          last_k = (int32_t)k;
+        }
+        for (int64_t d = 0; d < D; ++d) rgb[pix * D + d] = px[d];
+        acc[pix] = (scalar_t)1 - T;
+        last[pix] = last_k;
+      }
+    }
+  }
+}
+
+template <typename scalar_t>
+void backward_impl(const scalar_t* means2d, const scalar_t* conics, const scalar_t* opac, const scalar_t* cols,
+                   const int64_t* flat_ids, const int64_t* offsets, const int64_t* counts, int64_t C, int64_t D,
+                   int64_t W, int64_t H, int64_t tile, double alpha_max, double alpha_thr, const scalar_t* acc,
+                   const int32_t* last, const scalar_t* grad_rgb, const scalar_t* grad_acc, int64_t M,
+                   scalar_t* g_means, scalar_t* g_conics, scalar_t* g_opac, scalar_t* g_cols, bool need_geo,
+                   bool need_cols) {
+  const int64_t tw = (W + tile - 1) / tile, th = (H + tile - 1) / tile;
+  const int64_t n_tiles = C * th * tw;
+  int n_threads = 1;
+#ifdef _OPENMP
+  n_threads = omp_get_max_threads();
+#endif
+  // per-thread accumulators (thread 0 writes straight into the outputs)
+  const int64_t stride = 6 + D;  // mx, my, a, b, c, o, colours
+  std::vector<std::vector<scalar_t>> partial(std::max(0, n_threads - 1), std::vector<scalar_t>());
+#pragma omp parallel num_threads(n_threads)
+  {
+    int tid = 0;
+#ifdef _OPENMP
+    tid = omp_get_thread_num();
+#endif
+    scalar_t* buf = nullptr;
+    if (tid > 0) {
+      partial[tid - 1].assign(M * stride, (scalar_t)0);
+      buf = partial[tid - 1].data();
+    }
+    std::vector<int64_t> ks;
+    std::vector<scalar_t> alphas, trans;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t t = 0; t < n_tiles; ++t) {
+      const int64_t cam = t / (th * tw), txy = t % (th * tw);
+      const int64_t x0 = (txy % tw) * tile, y0 = (txy / tw) * tile;
+      const int64_t off = offsets[t];
+      (void)counts;
+      for (int64_t y = y0; y < std::min(y0 + tile, H); ++y) {
+        for (int64_t x = x0; x < std::min(x0 + tile, W); ++x) {
+          const int64_t pix = (cam * H + y) * W + x;
+          const int32_t lk = last[pix];
+          if (lk < 0) continue;
+          const scalar_t fx = (scalar_t)x + (scalar_t)0.5, fy = (scalar_t)y + (scalar_t)0.5;
+          // replay the forward pass up to the last composited Gaussian
+          ks.clear();
+          alphas.clear();
+          trans.clear();
+          scalar_t T = 1;
+          for (int64_t k = 0; k <= lk; ++k) {
+            const int64_t g = flat_ids[off + k];
+            const scalar_t dx = fx - means2d[2 * g], dy = fy - means2d[2 * g + 1];
+            const scalar_t a = conics[3 * g], b = conics[3 * g + 1], c = conics[3 * g + 2];
+            const scalar_t sigma = (scalar_t)0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy;
+            scalar_t alpha = opac[g] * std::exp(-sigma);
+            if (alpha > (scalar_t)alpha_max) alpha = (scalar_t)alpha_max;
+            if (alpha < (scalar_t)alpha_thr) continue;
+            ks.push_back(k);
+            alphas.push_back(alpha);
+            trans.push_back(T);
+            T = T * ((scalar_t)1 - alpha);
+          }
+          const scalar_t T_final = (scalar_t)1 - acc[pix];
+          const scalar_t* gr = grad_rgb + pix * D;
+          const scalar_t ga_T = grad_acc[pix] * T_final;
+          scalar_t S = 0;  // sum_{j>i} alpha_j T_j g_j
+          for (int64_t i = (int64_t)ks.size() - 1; i >= 0; --i) {
+            const int64_t g = flat_ids[off + ks[i]];
+            const scalar_t* cg = cols + g * D;
+            const scalar_t alpha = alphas[i], Ti = trans[i], w = alpha * Ti;
+            scalar_t gdot = 0;
+            for (int64_t d = 0; d < D; ++d) gdot += cg[d] * gr[d];
+            scalar_t* out_c = (buf ? buf + g * stride + 6 : g_cols + g * D);
+            if (need_cols)
+              for (int64_t d = 0; d < D; ++d) out_c[d] += w * gr[d];
+            if (need_geo) {
+              const scalar_t dx = fx - means2d[2 * g], dy = fy - means2d[2 * g + 1];
+              const scalar_t a = conics[3 * g], b = conics[3 * g + 1], c = conics[3 * g + 2];
+              const scalar_t sigma = (scalar_t)0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy;
+              const scalar_t raw = opac[g] * std::exp(-sigma);
+              if (raw <= (scalar_t)alpha_max) {  // not clamped
+                const scalar_t d_alpha = Ti * gdot + (ga_T - S) / ((scalar_t)1 - alpha);
+                const scalar_t d_sigma = -alpha * d_alpha;
+                const scalar_t gm_x = -(a * dx + b * dy) * d_sigma, gm_y = -(c * dy + b * dx) * d_sigma;
+                const scalar_t ga = (scalar_t)0.5 * dx * dx * d_sigma, gb = dx * dy * d_sigma,
+                               gc = (scalar_t)0.5 * dy * dy * d_sigma;
+                const scalar_t go = std::exp(-sigma) * d_alpha;
+                if (buf) {
+                  scalar_t* o = buf + g * stride;
+                  o[0] += gm_x; o[1] += gm_y; o[2] += ga; o[3] += gb; o[4] += gc; o[5] += go;
+                } else {
+                  g_means[2 * g] += gm_x; g_means[2 * g + 1] += gm_y;
+                  g_conics[3 * g] += ga; g_conics[3 * g + 1] += gb; g_conics[3 * g + 2] += gc;
+                  g_opac[g] += go;
+                }
+              }
+            }
+            S += w * gdot;
+          }
+        }
+      }
+    }
+  }
+  // reduce the per-thread accumulators
+  for (auto& p : partial) {
+    if (p.empty()) continue;
+    const scalar_t* q = p.data();
+#pragma omp parallel for schedule(static)
+    for (int64_t g = 0; g < M; ++g) {
+      const scalar_t* o = q + g * stride;
+      g_means[2 * g] += o[0]; g_means[2 * g + 1] += o[1];
+      g_conics[3 * g] += o[2]; g_conics[3 * g + 1] += o[3]; g_conics[3 * g + 2] += o[4];
+      g_opac[g] += o[5];
+      for (int64_t d = 0; d < D; ++d) g_cols[g * D + d] += o[6 + d];
+    }
+  }
+}
+
+void check(const torch::Tensor& x, const char* name) {
+  TORCH_CHECK(x.device().is_cpu(), name, " must be a CPU tensor");
+  TORCH_CHECK(x.is_contiguous(), name, " must be contiguous");
+}
+
+}  // namespace
+
+// means2d [M,2], conics [M,3], opac [M], cols [M,D] (M = C*N, one dtype), tile lists (int64).
+// Returns rgb [C,H,W,D], acc [C,H,W,1], last [C,H,W] (int32, last composited list index or -1).
+std::vector<torch::Tensor> composite_forward(torch::Tensor means2d, torch::Tensor conics, torch::Tensor opac,
+                                             torch::Tensor cols, torch::Tensor flat_ids, torch::Tensor offsets,
+                                             torch::Tensor counts, int64_t C, int64_t W, int64_t H, int64_t tile,
+                                             double alpha_max, double alpha_thr, double t_min) {
+  for (auto* p : {&means2d, &conics, &opac, &cols, &flat_ids, &offsets, &counts}) check(*p, "input");
+  const int64_t D = cols.size(1);
+  auto rgb = torch::empty({C, H, W, D}, cols.options());
+  auto acc = torch::empty({C, H, W, 1}, cols.options());
+  auto last = torch::empty({C, H, W}, cols.options().dtype(torch::kInt32));
+  AT_DISPATCH_FLOATING_TYPES(cols.scalar_type(), "composite_forward", [&] {
+    forward_impl<scalar_t>(means2d.data_ptr<scalar_t>(), conics.data_ptr<scalar_t>(), opac.data_ptr<scalar_t>(),
+                           cols.data_ptr<scalar_t>(), flat_ids.data_ptr<int64_t>(), offsets.data_ptr<int64_t>(),
+                           counts.data_ptr<int64_t>(), C, D, W, H, tile, alpha_max, alpha_thr, t_min,
+                           rgb.data_ptr<scalar_t>(), acc.data_ptr<scalar_t>(), last.data_ptr<int32_t>());
+  });
+  return {rgb, acc, last};
+}
+
+std::vector<torch::Tensor> composite_backward(torch::Tensor means2d, torch::Tensor conics, torch::Tensor opac,
+                                              torch::Tensor cols, torch::Tensor flat_ids, torch::Tensor offsets,
+                                              torch::Tensor counts, int64_t C, int64_t W, int64_t H, int64_t tile,
+                                              double alpha_max, double alpha_thr, torch::Tensor acc,
+                                              torch::Tensor last, torch::Tensor grad_rgb, torch::Tensor grad_acc,
+                                              bool need_geo, bool need_cols) {
+  for (auto* p : {&means2d, &conics, &opac, &cols, &flat_ids, &offsets, &counts, &acc, &last, &grad_rgb, &grad_acc})
+    check(*p, "input");
+  const int64_t M = cols.size(0), D = cols.size(1);
+  auto g_means = torch::zeros_like(means2d);
+  auto g_conics = torch::zeros_like(conics);
+  auto g_opac = torch::zeros_like(opac);
+  auto g_cols = torch::zeros_like(cols);
+  AT_DISPATCH_FLOATING_TYPES(cols.scalar_type(), "composite_backward", [&] {
+    backward_impl<scalar_t>(means2d.data_ptr<scalar_t>(), conics.data_ptr<scalar_t>(), opac.data_ptr<scalar_t>(),
+                            cols.data_ptr<scalar_t>(), flat_ids.data_ptr<int64_t>(), offsets.data_ptr<int64_t>(),
+                            counts.data_ptr<int64_t>(), C, D, W, H, tile, alpha_max, alpha_thr,
+                            acc.data_ptr<scalar_t>(), last.data_ptr<int32_t>(), grad_rgb.data_ptr<scalar_t>(),
+                            grad_acc.data_ptr<scalar_t>(), M, g_means.data_ptr<scalar_t>(),
+                            g_conics.data_ptr<scalar_t>(), g_opac.data_ptr<scalar_t>(), g_cols.data_ptr<scalar_t>(),
+                            need_geo, need_cols);
+  });
+  return {g_means, g_conics, g_opac, g_cols};
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("composite_forward", &composite_forward, "tiled front-to-back compositing (CPU)");
+  m.def("composite_backward", &composite_backward, "its backward (CPU)");
+}
