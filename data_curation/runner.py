@@ -210,11 +210,13 @@ def check_render_settings(cfg: CurateConfig, output: Path) -> None:
 
 def write_config(cfg: CurateConfig, path: Path) -> None:
     """The resolved config as YAML, atomically, through a uniquely named temporary (shard-safe)."""
+    from diffusion4d.io.clip import follow_umask
+
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             yaml.safe_dump(config_to_dict(cfg), fh, sort_keys=False)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
+        follow_umask(tmp)  # mkstemp creates 0600
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

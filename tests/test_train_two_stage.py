@@ -178,3 +178,29 @@ def test_generate_uses_the_frozen_prior_by_default(two_stages, tmp_path):
     s1 = two_stages / "s1" / "checkpoint-2"
     assert main(["generate", "--model", str(s1), "--prompt", "a red disc", "--steps", "2", "--output", str(out), "--name", "c"]) == 0
     assert json.loads((out / "c" / "generation.json").read_text())["prior"] == "self"  # no prior in a stage-1 checkpoint
+
+
+def test_a_hostile_manifest_cannot_make_training_read_outside_the_data_root(tmp_path):
+    from diffusion4d.errors import UserError
+
+    write_synthetic_dataset(tmp_path / "data", num_assets=1, num_frames=4, size=16, orbits=1)
+    manifest = tmp_path / "data" / "manifest.jsonl"
+    row = json.loads(manifest.read_text().splitlines()[0])
+    row["uid"] = "../outside"
+    manifest.write_text(json.dumps(row) + "\n")
+    with pytest.raises(UserError, match="manifest uid"):
+        load_orbit_records(str(tmp_path / "data"))
+
+
+def test_outputs_follow_the_umask(tmp_path):
+    from diffusion4d.io import atomic_write_json
+
+    old = os.umask(0o022)
+    try:
+        write_synthetic_dataset(tmp_path / "data", num_assets=1, num_frames=4, size=16, orbits=1)
+        atomic_write_json(tmp_path / "x.json", {"a": 1})
+    finally:
+        os.umask(old)
+    clip = next((tmp_path / "data").glob("*/dynamic"))
+    assert clip.stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / "x.json").stat().st_mode & 0o777 == 0o644

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from diffusion4d.errors import UserError
-from diffusion4d.io import frames_to_float, read_cameras, read_clip, read_manifest, read_meta
+from diffusion4d.io import frames_to_float, join_inside, read_cameras, read_clip, read_manifest, read_meta
 
 
 def frame_indices(available: int, wanted: int, mode: str = "uniform") -> np.ndarray:
@@ -56,12 +56,13 @@ def load_orbit_records(root: str, stage: str = "4d") -> List[Dict[str, Any]]:
     for rec in read_manifest(manifest):
         if not usable_for(rec, stage):
             continue
-        meta = read_meta(root_path / rec["uid"]) or {}
+        asset_dir = join_inside(root_path, rec["uid"], "manifest uid")  # a hostile manifest cannot read outside data.root
+        meta = read_meta(asset_dir) or {}
         orbits = meta.get("orbits") or [
             {"dynamic": "dynamic", "static": "static", "motion_magnitude": meta.get("motion_magnitude", rec.get("motion_magnitude"))}
         ]
         needed = ("static",) if stage == "prior3d" else ("dynamic", "static")
-        orbits = [o for o in orbits if all((root_path / rec["uid"] / o[k]).is_dir() for k in needed)]
+        orbits = [o for o in orbits if all(join_inside(asset_dir, str(o[k]), f"meta.json orbit clip of {rec['uid']}").is_dir() for k in needed)]
         if orbits:
             caption = meta.get("caption") or rec.get("caption") or ""
             records.append({"uid": rec["uid"], "caption": caption, "orbits": orbits})

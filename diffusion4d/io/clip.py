@@ -60,6 +60,18 @@ def clip_dir(root: PathLike, uid: str, mode: str) -> Path:
     return Path(root) / uid / mode
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def follow_umask(path: PathLike, directory: bool = False) -> None:
+    """Give a file (0666) or folder (0777) made by ``mkstemp``/``mkdtemp`` (0600/0700) the
+    permissions the process umask gives a plainly created one."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
+
+
 def atomic_write_json(path: PathLike, data: Any) -> None:
     """Write JSON to ``path`` through a temporary file + ``os.replace`` (never half-written)."""
     path = Path(path)
@@ -70,6 +82,7 @@ def atomic_write_json(path: PathLike, data: Any) -> None:
             json.dump(data, fh, indent=2, default=_json_default)
             fh.flush()
             os.fsync(fh.fileno())
+        follow_umask(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -224,6 +237,7 @@ def write_clip(folder: PathLike, frames: np.ndarray, cameras: CameraTrajectory) 
         shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
     try:
+        follow_umask(tmp, directory=True)
         for i, frame in enumerate(clip.frames):
             Image.fromarray(frame).save(frame_path(tmp, i), compress_level=1)
         with open(tmp / CAMERAS_FILE, "w") as fh:
