@@ -53,6 +53,10 @@ def setup_logging(verbosity: int = 0) -> None:
     root.setLevel(level)
     for noisy in ("PIL", "matplotlib", "urllib3", "filelock", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # warnings about the environment, not the run, that would break the one-line error contract:
+    # "No CUDA runtime is found" when a CPU kernel is compiled, "Setting accelerator to CPU"
+    for noisy in ("torch.utils.cpp_extension", "DeepSpeed"):
+        logging.getLogger(noisy).setLevel(max(level, logging.ERROR))
 
 
 def get_logger(name: str) -> logging.Logger:
