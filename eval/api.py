@@ -230,7 +230,7 @@ class _Evaluator:
     # -- one asset --
     def asset(self, method: str, uid: str, pred_dir: Path, gt_dir: Optional[Path]) -> Dict[str, Optional[float]]:
         from eval.image_metrics import match_size, psnr_per_frame, ssim_per_frame, to_tensor
-        from eval.samples import read_generation, read_recon_metrics, seconds_of
+        from eval.samples import generation_seconds, read_generation, read_recon_metrics, recon_seconds
 
         cfg, models = self.cfg, self.models
         row: Dict[str, Optional[float]] = {m: None for m in cfg.metrics if METRIC_INFO[m].per_asset}
@@ -279,7 +279,7 @@ class _Evaluator:
 
         if "time" in row:
             asset_dir = pred_dir.parent
-            parts = [seconds_of(read_generation(asset_dir)), seconds_of(read_recon_metrics(asset_dir))]
+            parts = [generation_seconds(read_generation(asset_dir)), recon_seconds(read_recon_metrics(asset_dir))]
             parts = [p for p in parts if p is not None]
             if parts:
                 row["time"] = float(sum(parts))

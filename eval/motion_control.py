@@ -21,7 +21,7 @@ import torch
 
 from diffusion4d.io import frames_to_float, read_clip
 from diffusion4d.motion import pixel_motion_magnitude
-from eval.samples import lookup, read_generation
+from eval.samples import read_generation
 
 
 @dataclass
@@ -63,12 +63,10 @@ def find_groups(sample_dirs: Dict[str, Path]) -> List[MotionGroup]:
     groups: Dict[Tuple[str, Optional[int]], List[Tuple[float, str]]] = {}
     for name, clip in sample_dirs.items():
         gen = read_generation(clip.parent)
-        m = lookup(gen, "motion_magnitude")
-        if gen is None or isinstance(m, bool) or not isinstance(m, (int, float)) or not math.isfinite(float(m)):
+        if gen is None or gen.motion_magnitude is None:
             continue
-        prompt = lookup(gen, "prompt")
-        seed = lookup(gen, "seed")
-        key = (str(prompt or ""), int(seed) if isinstance(seed, (int, float)) and not isinstance(seed, bool) else None)
+        m = gen.motion_magnitude
+        key = (str(gen.prompt or ""), int(gen.seed))
         groups.setdefault(key, []).append((float(m), name))
     out = []
     for (prompt, seed), members in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] if kv[0][1] is not None else -1)):

@@ -23,6 +23,7 @@ import torch
 
 from diffusion4d.config import config_to_dict, save_config
 from diffusion4d.errors import UserError
+from diffusion4d.io.records import TRAIN_SUMMARY_FILE, TrainSummary
 from diffusion4d.logging_utils import get_logger, progress
 
 from train import losses as L
@@ -374,7 +375,8 @@ class Trainer:
             return
         if not self.acc.is_main_process:
             return
-        from train.validation import sample_validation, write_mp4
+        from diffusion4d.io import write_video
+        from train.validation import sample_validation
 
         v = self.cfg.validation
         unet = self.pipeline_unet()
@@ -391,7 +393,7 @@ class Trainer:
         folder = self.out / "validation" / f"step-{self.step:06d}"
         images = {}
         for i in range(n):
-            write_mp4(frames[i], folder / f"{i:02d}.mp4", fps=v.fps)
+            write_video(folder / f"{i:02d}.mp4", frames[i].permute(0, 2, 3, 1).numpy(), fps=v.fps)  # [F, H, W, 3] in [0, 1]
             (folder / f"{i:02d}.txt").write_text(prompts[i] + "\n")
             images[f"validation/{i:02d}"] = torch.cat(list(frames[i]), dim=-1).permute(1, 2, 0).cpu().numpy()
         for tracker in self.acc.trackers:
@@ -464,19 +466,20 @@ class Trainer:
             if (cfg.validation.every and self.step % cfg.validation.every == 0) or (last and cfg.validation.at_end):
                 self.validate()
         bar.close()
-        summary = {
-            "steps": self.step,
-            "first_loss": first_logged_loss(losses_path, history),
-            "last_loss": history[-1]["loss"] if history else None,
-            "seconds": time.perf_counter() - start,
-            "checkpoint": str(self.last_checkpoint) if self.last_checkpoint else None,
-            "world_size": self.world,
-            **self.timings,
-        }
+        summary = TrainSummary(
+            steps=self.step,
+            first_loss=first_logged_loss(losses_path, history),
+            last_loss=history[-1]["loss"] if history else None,
+            seconds=time.perf_counter() - start,
+            checkpoint=str(self.last_checkpoint) if self.last_checkpoint else None,
+            world_size=self.world,
+            stage=cfg.stage,
+            timings=dict(self.timings),
+        )
         if acc.is_main_process:
-            (self.out / "train_summary.json").write_text(json.dumps(summary, indent=2))
+            summary.write(self.out / TRAIN_SUMMARY_FILE)
         acc.end_training()
-        return {"summary": summary, "history": history}
+        return {"summary": summary.to_json(), "history": history}
 
 
 LOCK_FILE = ".train.lock"

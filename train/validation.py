@@ -6,10 +6,8 @@ w1 of Eq. 3 exactly as ``diffusion4d generate --guidance W1 0`` reads it
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any, Dict, List, Sequence
 
-import numpy as np
 import torch
 
 
@@ -60,11 +58,3 @@ def sample_validation(
         )
         videos.append(out.frames[0].float().cpu())
     return torch.stack(videos)
-
-
-def write_mp4(frames: torch.Tensor, path: Path, fps: int = 8) -> Path:
-    """Frames ``[F, 3, H, W]`` in [0, 1] -> H.264 mp4 (:func:`diffusion4d.io.write_video`)."""
-    from diffusion4d.io.video import write_video
-
-    arr = (frames.clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)
-    return write_video(path, arr, fps=fps)

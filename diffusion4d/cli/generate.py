@@ -283,28 +283,15 @@ def to_uint8(frames: np.ndarray) -> np.ndarray:
     return (np.clip(frames, 0.0, 1.0) * 255.0).round().astype(np.uint8)
 
 
-def write_mp4(path: Path, frames: np.ndarray, fps: float) -> None:
-    """uint8 ``[F, H, W, 3]`` -> H.264 mp4 (:func:`diffusion4d.io.write_video`)."""
-    from diffusion4d.io.video import write_video
-
-    write_video(path, frames, fps=fps)
-
-
-def write_gif(path: Path, frames: np.ndarray, fps: float) -> None:
-    """uint8 ``[F, H, W, 3]`` -> looping gif."""
-    from PIL import Image
-
-    images = [Image.fromarray(f) for f in frames]
-    images[0].save(path, save_all=True, append_images=images[1:], duration=int(round(1000.0 / fps)), loop=0)
-
-
 def write_sample(folder: Path, frames_u8: np.ndarray, cameras, fps: float) -> Dict[str, str]:
-    from diffusion4d.io import write_clip
+    """The sample's clip (``dynamic/``, contract 2) and its videos; returns the outputs entry of
+    :class:`~diffusion4d.io.records.GenerationRecord`."""
+    from diffusion4d.io import write_clip, write_video
 
     folder.mkdir(parents=True, exist_ok=True)
     write_clip(folder / "dynamic", frames_u8, cameras)
-    write_mp4(folder / "orbit.mp4", frames_u8, fps)
-    write_gif(folder / "orbit.gif", frames_u8, fps)
+    write_video(folder / "orbit.mp4", frames_u8, fps=fps)
+    write_video(folder / "orbit.gif", frames_u8, fps=fps)
     return {"clip": "dynamic", "mp4": "orbit.mp4", "gif": "orbit.gif"}
 
 
@@ -323,7 +310,8 @@ def run(args: argparse.Namespace) -> int:
     import diffusers
 
     import diffusion4d
-    from diffusion4d.io import atomic_write_json, frames_to_float, write_clip
+    from diffusion4d.io import frames_to_float, write_clip
+    from diffusion4d.io.records import GENERATION_FILE, GenerationRecord
     from diffusion4d.pipelines import ConditionError
     from diffusion4d.pipelines.schedulers import DEFAULT_STEPS
 
@@ -399,42 +387,43 @@ def run(args: argparse.Namespace) -> int:
 
                 Image.fromarray(image).save(folder / "input.png")
                 outputs["input_image"] = "input.png"
-        record = {
-            "sample": name,
-            "model": str(model_dir.resolve()),
-            "prompt": args.prompt,
-            "image": None if args.image is None else str(Path(args.image).resolve()),
-            "static_3d": None if args.static_3d is None else str(Path(args.static_3d).resolve()),
-            "motion_magnitude": m,
-            "guidance_scale": args.guidance[0],
-            "prior_guidance_scale": args.guidance[1],
-            "prior": args.prior,
-            "scheduler": args.scheduler,
-            "num_inference_steps": steps,
-            "seed": seed,
-            "sample_index": k,
-            "num_frames": num_frames,
-            "height": size,
-            "width": size,
-            "elevation": args.elevation,
-            "start_azimuth": args.start_azimuth,
-            "fps": args.fps,
-            "batch_branches": not args.no_batch_branches,
-            "device": device,
-            "renderer": args.renderer if args.static_3d else None,
-            "versions": {"diffusion4d": diffusion4d.__version__, "diffusers": diffusers.__version__, "torch": torch.__version__},
-            "created": datetime.datetime.now().isoformat(timespec="seconds"),
-            "outputs": outputs,
-            "timings": sample_timings,
-        }
-        atomic_write_json(folder / "generation.json", record)
+        record = GenerationRecord(
+            sample=name,
+            model=str(model_dir.resolve()),
+            prompt=args.prompt,
+            image=None if args.image is None else str(Path(args.image).resolve()),
+            static_3d=None if args.static_3d is None else str(Path(args.static_3d).resolve()),
+            motion_magnitude=m,
+            guidance_scale=args.guidance[0],
+            prior_guidance_scale=args.guidance[1],
+            prior=args.prior,
+            scheduler=args.scheduler,
+            num_inference_steps=steps,
+            seed=seed,
+            sample_index=k,
+            num_frames=num_frames,
+            height=size,
+            width=size,
+            elevation=args.elevation,
+            start_azimuth=args.start_azimuth,
+            fps=args.fps,
+            batch_branches=not args.no_batch_branches,
+            device=device,
+            dtype=getattr(args, "dtype", "float32"),
+            renderer=args.renderer if args.static_3d else None,
+            versions={"diffusion4d": diffusion4d.__version__, "diffusers": diffusers.__version__, "torch": torch.__version__},
+            created=datetime.datetime.now().isoformat(timespec="seconds"),
+            outputs=outputs,
+            timings=sample_timings,
+        )
+        record.write(folder / GENERATION_FILE)
         if args.reconstruct:
             start = time.perf_counter()
             metrics = run_reconstruction(folder / "dynamic", folder / "recon", args.recon_preset, device)
-            record["timings"]["reconstruct"] = time.perf_counter() - start
-            record["outputs"]["recon"] = "recon"
-            record["recon_metrics"] = metrics
-            atomic_write_json(folder / "generation.json", record)
+            record.timings["reconstruct"] = time.perf_counter() - start
+            record.outputs["recon"] = "recon"
+            record.recon_metrics = metrics
+            record.write(folder / GENERATION_FILE)
         written.append(folder)
         print(folder)
     return 0
