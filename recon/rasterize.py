@@ -48,7 +48,7 @@ TRANSMITTANCE_MIN: float = 1e-4
 TORCH_TILE_SIZE: int = 4
 #: default tile side of the compiled ``cpu`` backend (per-pixel early termination: larger tiles
 #: cost little per pixel, and fewer tiles make the tile lists cheaper to build)
-CPU_TILE_SIZE: int = 8
+CPU_TILE_SIZE: int = 16
 
 
 def gsplat_available() -> bool:
@@ -218,8 +218,12 @@ def tile_intersections(
     tx = x0[owner] + local % nx[owner]
     ty = y0[owner] + local // nx[owner]
     tile = cam[owner] * (th * tw) + ty * tw + tx
-    order = torch.argsort(depths.detach()[cam, gid][owner], stable=True)
-    order = order[torch.argsort(tile[order], stable=True)]
+    # one sort on (tile, depth rank): the rank of each visible Gaussian's depth (stable, so ties
+    # keep the Gaussian order) breaks ties within a tile; the keys are unique
+    rank = torch.empty_like(cam)
+    rank[torch.argsort(depths.detach()[cam, gid], stable=True)] = torch.arange(len(cam), device=device)
+    key = tile * max(1, len(cam)) + rank[owner]
+    order = torch.argsort(key)
     flat_ids = (cam * N + gid)[owner][order]
     counts = torch.bincount(tile[order], minlength=C * th * tw)
     offsets = torch.cumsum(counts, 0) - counts
