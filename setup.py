@@ -47,9 +47,11 @@ setup(
     long_description=open("README.md").read() if __import__("os").path.exists("README.md") else "",
     long_description_content_type="text/markdown",
     python_requires=">=3.9",
-    packages=find_packages(include=["diffusion4d*", "data_curation*", "train*", "eval*", "recon*"]),
+    packages=find_packages(include=["diffusion4d*", "data_curation*", "train*", "eval*", "recon*"]) + ["diffusion4d.configs"],
+    # the repository's configs/ ships as the package data of diffusion4d.configs (diffusion4d/presets.py)
+    package_dir={"diffusion4d.configs": "configs"},
     include_package_data=True,
-    package_data={"": ["*.yaml", "*.json", "*.py.txt"]},
+    package_data={"": ["*.yaml", "*.json", "*.py.txt"], "diffusion4d.configs": ["*/*.yaml", "*/*.json"], "recon": ["csrc/*.cpp", "csrc/*.h"]},
     install_requires=CORE,
     extras_require=EXTRAS,
     entry_points={"console_scripts": ["diffusion4d=diffusion4d.cli:main"]},

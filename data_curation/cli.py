@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--procedural", type=int, metavar="N", help="generate N procedural assets")
     src.add_argument("--captions", metavar="CSV", help="Cap3D-style captions (uid,caption) overriding the source's")
     parser.add_argument("--output", required=True, help="output root: <uid>/<mode>/, meta.json, manifest.jsonl")
-    parser.add_argument("--config", help="YAML preset (e.g. configs/curation/default.yaml)")
+    parser.add_argument("--config", help="a shipped preset name (default, laptop, objaverse_cluster) or a YAML file")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="config override, e.g. rules.s_high=0.97 (repeatable)")
     r = parser.add_argument_group("rendering")
@@ -85,7 +85,10 @@ def build_config(args: argparse.Namespace):
             overrides.append(f"{key}={'[' + value + ']' if flag == 'modes' else value}")
     overrides += list(args.overrides)
     try:
-        return load_config(CurateConfig, args.config, overrides)
+        from diffusion4d.presets import resolve_preset
+
+        preset = resolve_preset("curation", args.config) if args.config else None
+        return load_config(CurateConfig, preset, overrides)
     except ConfigError as err:
         raise UserError(str(err)) from None
 

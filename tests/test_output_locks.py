@@ -37,7 +37,7 @@ def test_trainer_argument_errors_are_one_line(capsys):
 
 def test_demo_refuses_a_missing_config_and_bad_overrides(tmp_path, capsys):
     assert main(["demo", "--output", str(tmp_path / "d"), "--config", str(tmp_path / "missing.yaml")]) == 2
-    assert "no such file" in capsys.readouterr().err
+    assert "preset file not found" in capsys.readouterr().err
     assert main(["demo", "--output", str(tmp_path / "d"), "no_such_key=1"]) == 2
     assert main(["demo", "--output", str(tmp_path / "d"), "train_steps=abc"]) == 2
     err = capsys.readouterr().err.strip().splitlines()

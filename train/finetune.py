@@ -22,7 +22,7 @@ def parse_args(argv: Optional[Sequence[str]] = None):
     from diffusion4d.cli import OneLineParser
 
     p = OneLineParser(prog="train/finetune.py", description="Fine-tune the 4D-aware video diffusion model.")
-    p.add_argument("--config", required=True, help="YAML preset, e.g. configs/train/tiny.yaml")
+    p.add_argument("--config", required=True, help="a shipped preset name (tiny, tiny_prior3d, prior3d, t2v, i2v, static3d) or a YAML file")
     p.add_argument("--resume", default=None, help="'latest' or a checkpoint-<step> folder")
     p.add_argument("overrides", nargs="*", help="key.sub=value config overrides")
     return p.parse_args(argv)
@@ -36,7 +36,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     setup_logging()
     args = parse_args(argv)
     try:
-        cfg = load_config(TrainConfig, args.config, args.overrides)
+        from diffusion4d.presets import resolve_preset
+
+        cfg = load_config(TrainConfig, resolve_preset("train", args.config), args.overrides)
         run(cfg, args.resume)
     except (ConfigError, UserError) as err:
         print(f"train/finetune.py: error: {err}", file=sys.stderr)

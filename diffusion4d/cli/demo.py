@@ -23,12 +23,12 @@ from typing import Callable, Dict, List, Optional
 
 from diffusion4d.config import load_config, save_config
 from diffusion4d.errors import UserError
+from diffusion4d.presets import resolve_preset
 
 COMMAND = "demo"
 HELP = "run every stage (assets, curation, training, generation, reconstruction, evaluation) and write report.html"
 
 logger = logging.getLogger(__name__)
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "demo"
 STATE_FILE = "demo_state.json"
 
 
@@ -55,7 +55,7 @@ class DemoConfig:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", required=True, metavar="DIR", help="output folder (report.html, metrics.json, every stage's files)")
     parser.add_argument("--quick", action="store_true", help="the smaller run (configs/demo/quick.yaml, about 3 minutes on 2 CPU cores)")
-    parser.add_argument("--config", metavar="YAML", help="demo preset (default: configs/demo/full.yaml, or quick.yaml with --quick)")
+    parser.add_argument("--config", metavar="NAME|YAML", help="demo preset: a shipped name (full, quick) or a YAML file (default: full, or quick with --quick)")
     parser.add_argument("--device", default="cpu", help="torch device for training/generation/reconstruction (default cpu)")
     parser.add_argument("--force", action="store_true", help="redo every stage, even completed ones")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="demo config overrides, e.g. train_steps=100")
@@ -166,7 +166,7 @@ def _train(run: DemoRun, preset: str, output: Path, steps: int, extra: List[str]
 
     c = run.cfg
     argv = [
-        "--config", str(CONFIG_DIR.parent / "train" / preset),
+        "--config", str(resolve_preset("train", preset)),
         f"data.root={run.curated_dir}", f"output_dir={output}", f"max_steps={steps}",
         f"seed={c.seed}", f"data.resolution={c.train_resolution}", f"data.num_frames={c.frames}",
         f"checkpoint_every={max(steps // 2, 1)}", "validation.every=0", f"num_threads={c.threads}",
@@ -290,11 +290,9 @@ STAGES: List[tuple] = [
 def load_demo_config(path: Optional[str], quick: bool, overrides: List[str]) -> DemoConfig:
     from diffusion4d.config import ConfigError
 
-    if path and not Path(path).is_file():
-        raise UserError(f"--config {path}: no such file")
-    preset = Path(path) if path else CONFIG_DIR / ("quick.yaml" if quick else "full.yaml")
+    preset = resolve_preset("demo", path or ("quick" if quick else "full"))
     try:
-        return load_config(DemoConfig, preset if preset.exists() else None, overrides)
+        return load_config(DemoConfig, preset, overrides)
     except ConfigError as err:
         raise UserError(str(err)) from None
 
