@@ -36,7 +36,7 @@ EXTRAS = {
     "deepspeed": ["deepspeed>=0.14"],
     "ray": ["ray>=2.9"],
     "blenderproc": ["blenderproc"],
-    "dev": ["pytest", "pytest-timeout", "open_clip_torch"],
+    "dev": ["pytest", "pytest-timeout", "import-linter", "open_clip_torch"],
 }
 EXTRAS["all"] = sorted({p for k in ("gsplat", "deepspeed", "ray") for p in EXTRAS[k]})
 
