@@ -98,7 +98,7 @@ def main() -> None:
         res = bench_trainer(a.data, flag == "1", a.steps, a.threads) if kind == "trainer" else bench_overhead(a.steps, a.threads, flag == "1")
         print(json.dumps(res))
         return
-    from train.synthetic_orbits import write_synthetic_dataset
+    from diffusion4d.testing.orbits import write_synthetic_dataset
 
     data = tempfile.mkdtemp(prefix="bench_data_")
     write_synthetic_dataset(data, num_assets=3, num_frames=8, size=32)

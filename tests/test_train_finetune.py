@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 
 from diffusion4d.config import load_config
 from diffusion4d.models import UNet4DConditionModel, load_components
-from train.synthetic_orbits import write_synthetic_dataset
+from diffusion4d.testing.orbits import write_synthetic_dataset
 from train.train_config import TrainConfig
 from train.trainer import run
 

@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import load_file
 
 from diffusion4d.models import UNet4DConditionModel, load_components
-from train.synthetic_orbits import write_synthetic_dataset
+from diffusion4d.testing.orbits import write_synthetic_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 ACCELERATE = str(Path(sys.executable).with_name("accelerate"))

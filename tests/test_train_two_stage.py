@@ -17,7 +17,7 @@ from diffusion4d.io import read_clip, read_manifest, read_meta
 from diffusion4d.models import UNet4DConditionModel, load_components
 from train import losses as L
 from train.orbit_dataset import OrbitDataset, load_orbit_records
-from train.synthetic_orbits import write_synthetic_dataset
+from diffusion4d.testing.orbits import write_synthetic_dataset
 from train.train_config import DropoutConfig, TrainConfig
 from train.trainer import run
 

@@ -1,4 +1,6 @@
-"""Test and benchmark helpers: random-weight checkpoints in the real hub layouts.
+"""Test and benchmark helpers, in one place: random-weight checkpoints in the real hub layouts
+(:mod:`~diffusion4d.testing.modelscope_layout`) and synthetic curated datasets
+(:mod:`~diffusion4d.testing.orbits`).
 
 Names are imported lazily, so ``python -m diffusion4d.testing.modelscope_layout`` runs the module once.
 """
