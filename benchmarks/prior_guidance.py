@@ -48,7 +48,7 @@ def score_against_ground_truth(sample_clip: Path, gt_clip: Path) -> Dict[str, fl
     import numpy as np
 
     from diffusion4d.io import frames_to_float, read_clip
-    from eval.image_metrics import match_size, psnr_per_frame, ssim_per_frame, to_tensor
+    from diffusion4d.metrics import match_size, psnr_per_frame, ssim_per_frame, to_tensor
 
     pred, gt = read_clip(sample_clip), read_clip(gt_clip)
     n = min(len(pred.frames), len(gt.frames))

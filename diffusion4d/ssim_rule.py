@@ -3,8 +3,8 @@
 From the front-view video (fixed camera, animation playing) take frames t0, t(T/4), t(T/2);
 compute SSIM(t0, T/4) and SSIM(t0, T/2). Reject the asset when **both** are above
 ``s_high`` (too little motion), or when **either** falls below ``s_low`` (distortion or a
-drastic change). SSIM is torchmetrics' Gaussian-window SSIM (11 px, sigma 1.5) on RGB
-composited over white.
+drastic change). SSIM is the project's one SSIM (:mod:`diffusion4d.metrics`: torchmetrics'
+Gaussian window, 11 px, sigma 1.5, in float64) on RGB composited over white.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-from torchmetrics.functional.image import structural_similarity_index_measure
 
 Decision = Literal["accept", "too_static", "too_drastic"]
 
@@ -31,10 +30,10 @@ class SSIMRuleResult:
 
 
 def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """SSIM of images ``[N, C, H, W]`` in [0, 1] -> ``[N]``."""
-    return structural_similarity_index_measure(
-        a.float(), b.float(), data_range=1.0, reduction="none", gaussian_kernel=True, kernel_size=11, sigma=1.5
-    )
+    """SSIM of images ``[N, C, H, W]`` in [0, 1] -> ``[N]`` (:func:`diffusion4d.metrics.ssim_per_frame`)."""
+    from diffusion4d.metrics import ssim_per_frame
+
+    return ssim_per_frame(a, b)
 
 
 def ssim_motion_rule(front_frames: torch.Tensor, s_high: float = 0.95, s_low: float = 0.4) -> SSIMRuleResult:

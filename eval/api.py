@@ -229,7 +229,7 @@ class _Evaluator:
 
     # -- one asset --
     def asset(self, method: str, uid: str, pred_dir: Path, gt_dir: Optional[Path]) -> Dict[str, Optional[float]]:
-        from eval.image_metrics import match_size, psnr_per_frame, ssim_per_frame, to_tensor
+        from diffusion4d.metrics import match_size, psnr_per_frame, ssim_per_frame, to_tensor
         from eval.samples import generation_seconds, read_generation, read_recon_metrics, recon_seconds
 
         cfg, models = self.cfg, self.models

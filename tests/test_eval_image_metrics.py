@@ -8,7 +8,7 @@ import torch
 from scipy.signal import correlate2d
 
 from eval import weights as W
-from eval.image_metrics import match_size, psnr_per_frame, ssim_per_frame, to_tensor
+from diffusion4d.metrics import match_size, psnr_per_frame, ssim_per_frame, to_tensor
 from eval.testing_utils import write_random_lpips_backbone
 
 
@@ -113,3 +113,23 @@ def test_weight_search_order(tmp_path, monkeypatch):
     monkeypatch.delenv(W.ENV_VAR)
     miss = W.resolve_i3d(tmp_path / "nothing")
     assert isinstance(miss, W.MissingWeights) and "i3d_torchscript.pt" in miss.line() and "\n" not in miss.line()
+
+
+def test_silhouette_iou_against_a_hand_count():
+    from diffusion4d.metrics import SILHOUETTE_THRESHOLD, silhouette_iou
+
+    white = torch.ones(2, 3, 4, 4)
+    a, b = white.clone(), white.clone()
+    a[0, :, :2, :2] = 0.2  # 4 object pixels
+    b[0, :, 1:3, 1:3] = 0.2  # 4 object pixels, 1 shared
+    a[1, :, 0, 0] = 1.0 - SILHOUETTE_THRESHOLD / 2  # below the threshold: background
+    iou = silhouette_iou(a, b)
+    assert iou[0].item() == pytest.approx(1 / 7) and iou[1].item() == 1.0  # both empty -> 1
+
+
+def test_the_curation_rule_uses_the_same_ssim():
+    from diffusion4d.ssim_rule import ssim
+
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.rand(2, 3, 16, 16, generator=g), torch.rand(2, 3, 16, 16, generator=g)
+    assert torch.equal(ssim(a, b), ssim_per_frame(a, b))

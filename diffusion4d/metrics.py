@@ -1,4 +1,7 @@
-"""PSNR and SSIM between predicted and ground-truth frames.
+"""Image metrics shared by every stage: PSNR and SSIM between frames, and silhouettes.
+
+One implementation each, used by evaluation (``eval``), the curation SSIM rule
+(:mod:`diffusion4d.ssim_rule`) and benchmarks, so a number means the same everywhere.
 
 Both run on RGB in [0, 1] composited over a WHITE background
 (:func:`diffusion4d.io.frames_to_float`, the convention of every stage), compared frame by
@@ -47,3 +50,23 @@ def ssim_per_frame(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return structural_similarity_index_measure(
         pred.double(), target.double(), data_range=1.0, reduction="none", gaussian_kernel=True, kernel_size=11, sigma=1.5
     ).float()
+
+
+#: a pixel belongs to the object when its RGB (composited over white) is farther than this from
+#: white (max over channels, [0, 1]); the one threshold every silhouette in the project uses
+SILHOUETTE_THRESHOLD = 0.05
+
+
+def silhouette(frames_rgb: torch.Tensor, threshold: float = SILHOUETTE_THRESHOLD) -> torch.Tensor:
+    """Object masks ``[N, H, W]`` (bool) of frames ``[N, 3, H, W]`` in [0, 1] over a white background."""
+    return (1.0 - frames_rgb).amax(dim=1) > threshold
+
+
+def silhouette_iou(pred: torch.Tensor, target: torch.Tensor, threshold: float = SILHOUETTE_THRESHOLD) -> torch.Tensor:
+    """Per-frame IoU ``[N]`` of the silhouettes of ``[N, 3, H, W]`` frames (1 where both are empty)."""
+    if pred.shape != target.shape:
+        raise ValueError(f"shapes differ: {tuple(pred.shape)} vs {tuple(target.shape)}")
+    a, b = silhouette(pred, threshold), silhouette(target, threshold)
+    inter = (a & b).flatten(1).sum(1).double()
+    union = (a | b).flatten(1).sum(1).double()
+    return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union)).float()
