@@ -7,7 +7,8 @@
 from .animation import Animation, Channel, Sampler, hermite, slerp
 from .errors import AssetError
 from .loader import GltfDocument, load_document
-from .scene import DrawItem, Material, Scene, build_scene, load_scene, quat_to_matrix, skin_vertices, skin_vertices_reference, trs_matrix
+from ..transforms import quat_to_matrix, trs_matrix
+from .scene import DrawItem, Material, Scene, build_scene, load_scene, skin_vertices, skin_vertices_reference
 
 __all__ = [
     "Animation", "AssetError", "Channel", "DrawItem", "GltfDocument", "Material", "Sampler", "Scene", "build_scene",

@@ -14,7 +14,7 @@ node's own transform cancels, as the spec requires). Any number of JOINTS_n/WEIG
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Union
 
 import numpy as np
 
@@ -22,32 +22,13 @@ from diffusion4d.cameras import GLTF_TO_WORLD
 
 from .animation import Animation, Channel, Sampler
 from .errors import AssetError
+from ..transforms import trs_matrix
 from .loader import GltfDocument, load_document
 
 _TRIANGLES, _STRIP, _FAN = 4, 5, 6
 
 
 # ----------------------------------------------------------------------------- math
-def quat_to_matrix(q: Sequence[float]) -> np.ndarray:
-    """Unit quaternion [x, y, z, w] -> rotation [3, 3]."""
-    x, y, z, w = (float(v) for v in q)
-    n = x * x + y * y + z * z + w * w
-    s = 2.0 / n if n > 0 else 0.0
-    return np.array([
-        [1 - s * (y * y + z * z), s * (x * y - z * w), s * (x * z + y * w)],
-        [s * (x * y + z * w), 1 - s * (x * x + z * z), s * (y * z - x * w)],
-        [s * (x * z - y * w), s * (y * z + x * w), 1 - s * (x * x + y * y)],
-    ])
-
-
-def trs_matrix(t: Sequence[float], r: Sequence[float], s: Sequence[float]) -> np.ndarray:
-    """T @ R @ S as [4, 4]."""
-    m = np.eye(4)
-    m[:3, :3] = quat_to_matrix(r) * np.asarray(s, dtype=np.float64)[None, :]
-    m[:3, 3] = t
-    return m
-
-
 def normal_matrices(m: np.ndarray) -> np.ndarray:
     """Cofactor matrices of the linear parts [..., 3, 3] of ``m`` [..., 4|3, 4|3], sign-corrected.
 

@@ -8,7 +8,7 @@ from .geometry import transformed
 from .glb_writer import GlbBuilder
 from .keyframes import sample_track
 from .spec import AssetSpec, MotionFamily, body_material, loop_phase, sized_shape
-from .transforms import AXES, quat_axis_angle, quat_to_matrix
+from ..transforms import AXES, quat_axis_angle, quat_to_matrix
 
 _SIZE = 0.8
 

@@ -8,7 +8,7 @@ from .geometry import merged
 from .glb_writer import GlbBuilder
 from .keyframes import sample_track
 from .spec import AssetSpec, MotionFamily, accent_material, body_material, loop_phase, sized_shape
-from .transforms import AXES, quat_axis_angle
+from ..transforms import AXES, quat_axis_angle
 
 
 class MultipartFamily(MotionFamily):

@@ -7,7 +7,7 @@ import numpy as np
 from .glb_writer import GlbBuilder
 from .keyframes import sample_track
 from .spec import AssetSpec, MotionFamily, body_material, loop_phase, sized_shape
-from .transforms import AXES, quat_axis_angle
+from ..transforms import AXES, quat_axis_angle
 
 
 def _single_body(builder: GlbBuilder, spec: AssetSpec, size: float, **trs) -> int:

@@ -8,7 +8,7 @@ from .geometry import MeshData, merged, transformed
 from .glb_writer import GlbBuilder
 from .keyframes import sample_track
 from .spec import AssetSpec, MotionFamily, body_material, loop_phase, sized_shape
-from .transforms import AXES, quat_axis_angle
+from ..transforms import AXES, quat_axis_angle
 
 BENDABLE_SHAPES = ("cube", "cylinder", "cone", "capsule")
 _BODY = 0.5  # body size of the arm / wings variants
