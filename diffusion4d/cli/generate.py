@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import re
 import time
@@ -164,36 +163,6 @@ def check_sample_names(output: Path, names: List[str]) -> None:
 
 
 # ---------------------------------------------------------------------------- checkpoint inspection
-def read_checkpoint_info(model_dir: Path) -> Dict[str, Any]:
-    """Model facts needed before loading it: conditioning flags, frames, size (from the configs)."""
-    if not model_dir.is_dir():
-        raise UserError(f"model folder not found: {model_dir}")
-    index_path = model_dir / "model_index.json"
-    unet_config = model_dir / "unet" / "config.json"
-    if not index_path.is_file() or not unet_config.is_file():
-        raise UserError(f"{model_dir} is not a Diffusion4D checkpoint (needs model_index.json and unet/config.json)")
-    try:
-        index = json.loads(index_path.read_text())
-        unet = json.loads(unet_config.read_text())
-        vae_factor = 1
-        if (index.get("vae") or [None])[0] is not None:
-            vae = json.loads((model_dir / "vae" / "config.json").read_text())
-            vae_factor = 2 ** (len(vae.get("block_out_channels", [0])) - 1)
-    except (OSError, ValueError) as err:
-        raise UserError(f"cannot read the configs of {model_dir}: {err}") from None
-    sample_size = unet.get("sample_size")
-    if isinstance(sample_size, (list, tuple)):
-        sample_size = sample_size[0]
-    return {
-        "static_conditioning": bool(unet.get("static_conditioning", False)),
-        "image_conditioning": bool(unet.get("image_conditioning", False)),
-        "motion_conditioning": bool(unet.get("motion_conditioning", False)),
-        "num_frames": int(unet.get("num_frames", 16)),
-        "resolution": int(sample_size * vae_factor) if sample_size else None,
-        "has_prior": (index.get("prior_unet") or [None])[0] is not None,
-    }
-
-
 def resolve_prior(choice: str, info: Dict[str, Any]) -> str:
     """``auto`` -> ``separate`` when the checkpoint carries a frozen prior, else ``self``."""
     if choice == "auto":
@@ -320,7 +289,9 @@ def run(args: argparse.Namespace) -> int:
     model_dir = Path(args.model)
     motions = parse_motion(args.motion)
     motion_list = args.motion is not None and "," in args.motion
-    info = read_checkpoint_info(model_dir)
+    from diffusion4d.models.checkpoint import checkpoint_info
+
+    info = checkpoint_info(model_dir)
     args.prior = resolve_prior(args.prior, info)
     check_conditions(args, info, motions)
     num_frames = args.frames or info["num_frames"]

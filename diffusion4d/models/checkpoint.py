@@ -176,6 +176,40 @@ def load_components(folder: PathLike, device=None, torch_dtype=None, components=
     return out
 
 
+def checkpoint_info(model_dir: PathLike) -> Dict[str, Any]:
+    """What a checkpoint can do, read from its configs without loading weights: the conditioning
+    flags, frames, frame size, and whether it carries a frozen prior (``has_prior``)."""
+    import json
+
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise UserError(f"model folder not found: {model_dir}")
+    index_path = model_dir / "model_index.json"
+    unet_config = model_dir / "unet" / "config.json"
+    if not index_path.is_file() or not unet_config.is_file():
+        raise UserError(f"{model_dir} is not a Diffusion4D checkpoint (needs model_index.json and unet/config.json)")
+    try:
+        index = json.loads(index_path.read_text())
+        unet = json.loads(unet_config.read_text())
+        vae_factor = 1
+        if (index.get("vae") or [None])[0] is not None:
+            vae = json.loads((model_dir / "vae" / "config.json").read_text())
+            vae_factor = 2 ** (len(vae.get("block_out_channels", [0])) - 1)
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot read the configs of {model_dir}: {err}") from None
+    sample_size = unet.get("sample_size")
+    if isinstance(sample_size, (list, tuple)):
+        sample_size = sample_size[0]
+    return {
+        "static_conditioning": bool(unet.get("static_conditioning", False)),
+        "image_conditioning": bool(unet.get("image_conditioning", False)),
+        "motion_conditioning": bool(unet.get("motion_conditioning", False)),
+        "num_frames": int(unet.get("num_frames", 16)),
+        "resolution": int(sample_size * vae_factor) if sample_size else None,
+        "has_prior": (index.get("prior_unet") or [None])[0] is not None,
+    }
+
+
 def read_training_config(folder: PathLike) -> Optional[Dict[str, Any]]:
     """The ``training_config.yaml`` of a checkpoint folder as a mapping (None when absent)."""
     import yaml
