@@ -33,8 +33,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--captions", metavar="CSV", help="Cap3D-style captions (uid,caption) overriding the source's")
     parser.add_argument("--output", required=True, help="output root: <uid>/<mode>/, meta.json, manifest.jsonl")
     parser.add_argument("--config", help="a shipped preset name (default, laptop, objaverse_cluster) or a YAML file")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="config override, e.g. rules.s_high=0.97 (repeatable)")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                        help="config overrides key.sub=value, as every command takes them (e.g. rules.s_high=0.97)")
+    parser.add_argument("--set", dest="set_overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="the same as a positional KEY=VALUE (kept for older scripts; repeatable)")
     r = parser.add_argument_group("rendering")
     r.add_argument("--renderer", choices=["fast", "blender"])
     r.add_argument("--blender", metavar="PATH", help="Blender executable (or a folder holding one)")
@@ -83,7 +85,7 @@ def build_config(args: argparse.Namespace):
         value = getattr(args, flag, None)
         if value is not None:
             overrides.append(f"{key}={'[' + value + ']' if flag == 'modes' else value}")
-    overrides += list(args.overrides)
+    overrides += list(getattr(args, "set_overrides", [])) + list(args.overrides)
     try:
         from diffusion4d.presets import resolve_preset
 

@@ -247,3 +247,14 @@ def test_ray_executor_local_instance(tmp_path):
     assert results["r0"]["status"] in ("accepted", "rejected") and results["r0"]["motion_magnitude"] > 0
     assert results["x"]["status"] == "failed"
     assert read_clip(tmp_path / "out" / "r1" / "dynamic").frames.shape == (4, 32, 32, 4)
+
+
+def test_overrides_are_positional_like_every_command_and_set_still_works(tmp_path):
+    from data_curation.cli import add_arguments, build_config
+    import argparse
+
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    a = p.parse_args(["--output", str(tmp_path), "rules.s_high=0.97", "--set", "rules.s_low=0.3"])
+    cfg = build_config(a)
+    assert cfg.rules.s_high == 0.97 and cfg.rules.s_low == 0.3
