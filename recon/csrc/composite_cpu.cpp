@@ -115,7 +115,8 @@ void backward_impl(const scalar_t* means2d, const scalar_t* conics, const scalar
       buf = partial[tid - 1].data();
     }
     std::vector<int64_t> ks;
-    std::vector<scalar_t> alphas, trans;
+    std::vector<scalar_t> alphas, trans, expo;
+    std::vector<char> clamped;
 #pragma omp for schedule(dynamic, 1)
     for (int64_t t = 0; t < n_tiles; ++t) {
       const int64_t cam = t / (th * tw), txy = t % (th * tw);
@@ -130,6 +131,8 @@ void backward_impl(const scalar_t* means2d, const scalar_t* conics, const scalar
           const scalar_t fx = (scalar_t)x + (scalar_t)0.5, fy = (scalar_t)y + (scalar_t)0.5;
           // replay the forward pass up to the last composited Gaussian
           ks.clear();
+          clamped.clear();
+          expo.clear();
           alphas.clear();
           trans.clear();
           scalar_t T = 1;
@@ -139,10 +142,12 @@ void backward_impl(const scalar_t* means2d, const scalar_t* conics, const scalar
             const scalar_t a = conics[3 * g], b = conics[3 * g + 1], c = conics[3 * g + 2];
             const scalar_t sigma = (scalar_t)0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy;
             if (sigma > lim[g]) continue;
-            scalar_t alpha = opac[g] * std::exp(-sigma);
-            if (alpha > (scalar_t)alpha_max) alpha = (scalar_t)alpha_max;
+            const scalar_t raw = opac[g] * std::exp(-sigma);
+            const scalar_t alpha = raw > (scalar_t)alpha_max ? (scalar_t)alpha_max : raw;
             if (alpha < (scalar_t)alpha_thr) continue;
             ks.push_back(k);
+            clamped.push_back(raw > (scalar_t)alpha_max);
+            expo.push_back(raw / opac[g]);  // exp(-sigma), for dL/do
             alphas.push_back(alpha);
             trans.push_back(T);
             T = T * ((scalar_t)1 - alpha);
@@ -160,18 +165,16 @@ void backward_impl(const scalar_t* means2d, const scalar_t* conics, const scalar
             scalar_t* out_c = (buf ? buf + g * stride + 6 : g_cols + g * D);
             if (need_cols)
               for (int64_t d = 0; d < D; ++d) out_c[d] += w * gr[d];
-            if (need_geo) {
+            if (need_geo && !clamped[i]) {  // a clamped alpha has no gradient
               const scalar_t dx = fx - means2d[2 * g], dy = fy - means2d[2 * g + 1];
               const scalar_t a = conics[3 * g], b = conics[3 * g + 1], c = conics[3 * g + 2];
-              const scalar_t sigma = (scalar_t)0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy;
-              const scalar_t raw = opac[g] * std::exp(-sigma);
-              if (raw <= (scalar_t)alpha_max) {  // not clamped
+              {
                 const scalar_t d_alpha = Ti * gdot + (ga_T - S) / ((scalar_t)1 - alpha);
                 const scalar_t d_sigma = -alpha * d_alpha;
                 const scalar_t gm_x = -(a * dx + b * dy) * d_sigma, gm_y = -(c * dy + b * dx) * d_sigma;
                 const scalar_t ga = (scalar_t)0.5 * dx * dx * d_sigma, gb = dx * dy * d_sigma,
                                gc = (scalar_t)0.5 * dy * dy * d_sigma;
-                const scalar_t go = std::exp(-sigma) * d_alpha;
+                const scalar_t go = expo[i] * d_alpha;
                 if (buf) {
                   scalar_t* o = buf + g * stride;
                   o[0] += gm_x; o[1] += gm_y; o[2] += ga; o[3] += gb; o[4] += gc; o[5] += go;
