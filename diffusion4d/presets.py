@@ -19,7 +19,7 @@ from typing import List, Union
 from diffusion4d.errors import UserError
 
 PACKAGE = "diffusion4d.configs"
-STAGES = ("accelerate", "curation", "deepspeed", "demo", "recon", "train")
+STAGES = ("accelerate", "curation", "deepspeed", "demo", "generate", "recon", "train")
 
 
 def presets_root() -> Path:

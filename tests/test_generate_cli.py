@@ -129,3 +129,29 @@ def test_bad_input_exits_2_with_one_line(checkpoints, tmp_path, capsys, argv, me
     lines = [line for line in err.strip().splitlines() if line.startswith("diffusion4d generate")]
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in err
     assert not (tmp_path / "out").exists()
+
+
+def test_settings_come_from_a_preset_overrides_and_flags_in_that_order(tmp_path):
+    import argparse
+
+    from diffusion4d.cli.generate import add_arguments, resolve_settings
+
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    base = ["--model", str(tmp_path), "--output", str(tmp_path / "o"), "--prompt", "x"]
+    args = p.parse_args(base)
+    cfg = resolve_settings(args)
+    assert (cfg.scheduler, cfg.steps, cfg.guidance_scale, cfg.prior_guidance_scale, cfg.prior) == ("ddim", None, 7.0, 0.5, "auto")
+    assert args.guidance == (7.0, 0.5) and args.no_batch_branches is False
+    args = p.parse_args(base + ["--config", "fast", "seed=3", "guidance_scale=5", "--guidance", "4", "0.25", "--no-batch-branches"])
+    cfg = resolve_settings(args)
+    assert (cfg.scheduler, cfg.steps, cfg.seed) == ("dpm", 20, 3)
+    assert args.guidance == (4.0, 0.25) and args.no_batch_branches is True  # the flag wins over the override
+
+
+def test_unknown_settings_key_is_one_line(tmp_path, capsys):
+    from diffusion4d.cli import main
+
+    assert main(["generate", "--model", str(tmp_path), "--output", str(tmp_path / "o"), "--prompt", "x", "nope=1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nope" in err[0]

@@ -31,9 +31,10 @@ def test_names_and_paths_resolve_to_the_shipped_files(tmp_path, monkeypatch):
 def test_every_shipped_preset_loads_into_its_config():
     from data_curation.curate_config import CurateConfig
     from diffusion4d.cli.demo import DemoConfig
+    from diffusion4d.cli.generate import GenerateConfig
     from train.train_config import TrainConfig
 
-    for stage, cls in (("train", TrainConfig), ("curation", CurateConfig), ("demo", DemoConfig)):
+    for stage, cls in (("train", TrainConfig), ("curation", CurateConfig), ("demo", DemoConfig), ("generate", GenerateConfig)):
         names = list_presets(stage)
         assert names
         for name in names:
@@ -61,7 +62,7 @@ def test_the_wheel_ships_the_presets_and_runs_from_a_fresh_environment(tmp_path)
         "import diffusion4d, pathlib; from diffusion4d.presets import presets_root, list_presets, resolve_preset, STAGES\n"
         f"assert 'site-packages' in diffusion4d.__file__ and {str(REPO)!r} not in diffusion4d.__file__, diffusion4d.__file__\n"
         "root = presets_root(); assert 'site-packages' in str(root), root\n"
-        "for stage in ('train', 'curation', 'demo', 'recon'):\n"
+        "for stage in ('train', 'curation', 'demo', 'recon', 'generate'):\n"
         "    names = list_presets(stage); assert names, stage\n"
         "    for n in names: assert resolve_preset(stage, n).is_file()\n"
         "print('ok')\n"

@@ -22,7 +22,8 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from dataclasses import dataclass
+from typing import Any, Dict, List, Literal, Optional
 
 import numpy as np
 
@@ -42,25 +43,87 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     inputs.add_argument("--image", metavar="FILE", help="first view: RGBA (alpha = mask) or RGB on a plain background")
     inputs.add_argument("--static-3d", dest="static_3d", metavar="ASSET", help="3D asset (.glb/.gltf...): its static orbit conditions the video")
     parser.add_argument("--motion", metavar="M", help="motion magnitude m, or a comma list (0,0.5,1) for a sweep; default: null (model's choice)")
-    parser.add_argument("--guidance", nargs=2, type=float, default=(7.0, 0.5), metavar=("W1", "W2"), help="3D-aware CFG weights w1 (text/motion) and w2 (static prior), default 7.0 0.5")
-    parser.add_argument("--prior", choices=("auto", "separate", "self"), default="auto", help="3D-aware prior for w2: the checkpoint's frozen stage-1 prior_unet (separate), this network at m=0 (self, a variant), or auto: separate when the checkpoint has one (default)")
-    parser.add_argument("--scheduler", choices=("ddim", "dpm"), default="ddim", help="sampler: DDIM or DPM-Solver++ (default ddim)")
-    parser.add_argument("--steps", type=int, default=None, metavar="N", help="sampling steps (default: 50 for ddim, 20 for dpm)")
-    parser.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (sample k uses S + k)")
-    parser.add_argument("--num-samples", type=int, default=1, metavar="K", help="samples per input")
     parser.add_argument("--name", metavar="NAME", help="sample name (default: from the prompt / file name)")
     parser.add_argument("--output", required=True, metavar="DIR", help="output folder")
-    parser.add_argument("--frames", type=int, default=None, metavar="F", help="frames (default: the model's)")
-    parser.add_argument("--resolution", type=int, default=None, metavar="PX", help="frame size (default: the model's)")
-    parser.add_argument("--elevation", type=float, default=0.0, help="orbit elevation in degrees (default 0)")
-    parser.add_argument("--start-azimuth", type=float, default=0.0, help="azimuth of the first frame in degrees (default 0: front)")
-    parser.add_argument("--fps", type=float, default=8.0, help="frame rate of orbit.mp4/gif (default 8)")
-    parser.add_argument("--renderer", default="fast", help="renderer for --static-3d (fast | blender)")
-    parser.add_argument("--no-batch-branches", action="store_true", help="run the guidance branches one by one (less memory)")
-    parser.add_argument("--reconstruct", action="store_true", help="fit 4D Gaussians to each sample (recon)")
-    parser.add_argument("--recon-preset", default="default", help="recon preset for --reconstruct")
-    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
-    parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32", help="weights and sampling dtype (default float32; checkpoints trained under DeepSpeed bf16 store bf16 weights, loaded in this dtype)")
+    parser.add_argument("--config", metavar="NAME|YAML", default=None, help="settings preset: a shipped name (default: the paper's DDIM 50, w 7 / 0.5; fast: DPM-Solver++ 20) or a YAML file")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="settings overrides key=value (e.g. steps=20 guidance_scale=5), as every command takes them")
+    s = parser.add_argument_group("settings (each overrides the preset's value)")
+    s.add_argument("--guidance", nargs=2, type=float, default=None, metavar=("W1", "W2"), help="3D-aware CFG weights w1 (text/motion) and w2 (3D prior); preset: 7.0 0.5")
+    s.add_argument("--prior", choices=("auto", "separate", "self"), default=None, help="3D-aware prior for w2: the checkpoint's frozen stage-1 prior_unet (separate), this network at m=0 (self, a variant), or auto: separate when the checkpoint has one (preset: auto)")
+    s.add_argument("--scheduler", choices=("ddim", "dpm"), default=None, help="sampler: DDIM or DPM-Solver++ (preset: ddim)")
+    s.add_argument("--steps", type=int, default=None, metavar="N", help="sampling steps (preset: 50; 20 for dpm when the preset leaves it unset)")
+    s.add_argument("--seed", type=int, default=None, metavar="S", help="random seed (sample k uses S + k; preset: 0)")
+    s.add_argument("--num-samples", type=int, default=None, metavar="K", help="samples per input (preset: 1)")
+    s.add_argument("--frames", type=int, default=None, metavar="F", help="frames (default: the model's)")
+    s.add_argument("--resolution", type=int, default=None, metavar="PX", help="frame size (default: the model's)")
+    s.add_argument("--elevation", type=float, default=None, help="orbit elevation in degrees (preset: 0)")
+    s.add_argument("--start-azimuth", type=float, default=None, help="azimuth of the first frame in degrees (preset: 0, the front)")
+    s.add_argument("--fps", type=float, default=None, help="frame rate of orbit.mp4/gif (preset: 8)")
+    s.add_argument("--renderer", default=None, help="renderer for --static-3d (fast | blender; preset: fast)")
+    s.add_argument("--no-batch-branches", action="store_const", const=True, default=None, help="run the guidance branches one by one (less memory)")
+    s.add_argument("--reconstruct", action="store_const", const=True, default=None, help="fit 4D Gaussians to each sample (recon)")
+    s.add_argument("--recon-preset", default=None, help="recon preset for --reconstruct (preset: default)")
+    s.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    s.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default=None, help="weights and sampling dtype (preset: float32; checkpoints trained under DeepSpeed bf16 store bf16 weights, loaded in this dtype)")
+
+
+@dataclass
+class GenerateConfig:
+    """Sampling settings of ``diffusion4d generate`` (presets in ``configs/generate/``)."""
+
+    guidance_scale: float = 7.0  # w1 of Eq. 3
+    prior_guidance_scale: float = 0.5  # w2 of Eq. 3
+    prior: Literal["auto", "separate", "self"] = "auto"  # the 3D-aware prior of the w2 term
+    scheduler: Literal["ddim", "dpm"] = "ddim"  # sampler
+    steps: Optional[int] = None  # sampler steps (null: 50 for ddim, 20 for dpm)
+    seed: int = 0  # noise seed (sample k uses seed + k)
+    num_samples: int = 1  # samples per input
+    frames: Optional[int] = None  # frames (null: the model's)
+    resolution: Optional[int] = None  # frame size in pixels (null: the model's)
+    elevation: float = 0.0  # orbit elevation, degrees
+    start_azimuth: float = 0.0  # azimuth of frame 0, degrees
+    fps: float = 8.0  # frame rate of orbit.mp4 / orbit.gif
+    renderer: str = "fast"  # renderer of the static orbit for --static-3d
+    batch_branches: bool = True  # guidance branches in one batched forward
+    reconstruct: bool = False  # fit 4D Gaussians to every sample
+    recon_preset: str = "default"  # recon preset for reconstruct
+    device: Optional[str] = None  # torch device (null: cuda if available, else cpu)
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # weights / sampling dtype
+
+
+#: flag (argparse dest) -> GenerateConfig field; --guidance sets two fields
+_FLAG_FIELDS = {
+    "prior": "prior", "scheduler": "scheduler", "steps": "steps", "seed": "seed", "num_samples": "num_samples",
+    "frames": "frames", "resolution": "resolution", "elevation": "elevation", "start_azimuth": "start_azimuth",
+    "fps": "fps", "renderer": "renderer", "reconstruct": "reconstruct", "recon_preset": "recon_preset",
+    "device": "device", "dtype": "dtype",
+}
+
+
+def resolve_settings(args: argparse.Namespace) -> GenerateConfig:
+    """Preset (``--config``, default ``default``) <- ``key=value`` overrides <- the flags given; the
+    resolved values are written back onto ``args`` (the command reads them there)."""
+    from diffusion4d.config import ConfigError, load_config
+    from diffusion4d.presets import resolve_preset
+
+    overrides = list(getattr(args, "overrides", None) or [])
+    for dest, key in _FLAG_FIELDS.items():
+        value = getattr(args, dest, None)
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    if getattr(args, "guidance", None) is not None:
+        overrides += [f"guidance_scale={args.guidance[0]!r}", f"prior_guidance_scale={args.guidance[1]!r}"]
+    if getattr(args, "no_batch_branches", None):
+        overrides.append("batch_branches=false")
+    try:
+        cfg = load_config(GenerateConfig, resolve_preset("generate", args.config or "default"), overrides)
+    except ConfigError as err:
+        raise UserError(str(err)) from None
+    for dest, key in _FLAG_FIELDS.items():
+        setattr(args, dest, getattr(cfg, key))
+    args.guidance = (cfg.guidance_scale, cfg.prior_guidance_scale)
+    args.no_batch_branches = not cfg.batch_branches
+    return cfg
 
 
 # ---------------------------------------------------------------------------- argument parsing
@@ -284,6 +347,7 @@ def run(args: argparse.Namespace) -> int:
     from diffusion4d.pipelines import ConditionError
     from diffusion4d.pipelines.schedulers import DEFAULT_STEPS
 
+    resolve_settings(args)
     check_arguments(args)
     timings: Dict[str, float] = {}
     model_dir = Path(args.model)
