@@ -39,8 +39,9 @@ COMMAND_MODULES: Dict[str, str] = {
 def _available_commands() -> Dict[str, str]:
     found = {}
     for name, module in COMMAND_MODULES.items():
+        top = module.split(".")[0]
         try:
-            if importlib.util.find_spec(module) is not None:
+            if importlib.util.find_spec(top) is not None:  # the stage package is installed
                 found[name] = module
         except ModuleNotFoundError:
             continue
@@ -66,11 +67,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     for name, module_name in _available_commands().items():
-        module = importlib.import_module(module_name)
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as err:  # an installed command that cannot load says why when it is run
+            module = _Broken(name, module_name, err)
         cmd = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(cmd)
         cmd.set_defaults(_module=module, _parser=cmd)
     return parser
+
+
+class _Broken:
+    """Stands in for a command module whose import failed: listed, and one line when run."""
+
+    def __init__(self, name: str, module_name: str, err: BaseException):
+        self.HELP = f"(cannot load: {type(err).__name__})"
+        self._message = f"the {name} command ({module_name}) cannot load: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("rest", nargs=argparse.REMAINDER)
+
+    def run(self, args: argparse.Namespace) -> int:
+        raise UserError(self._message)
 
 
 #: OS errors about the user's paths: reported as one line, exit 2, like a UserError
