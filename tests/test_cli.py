@@ -37,3 +37,12 @@ def test_user_error_is_one_line_exit_2(monkeypatch, capsys):
 def test_python_dash_m_entry_point():
     proc = subprocess.run([sys.executable, "-m", "diffusion4d", "--version"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "diffusion4d" in proc.stdout
+
+
+def test_a_command_that_cannot_load_says_why_in_one_line(monkeypatch, capsys):
+    import diffusion4d.cli as cli
+
+    monkeypatch.setitem(cli.COMMAND_MODULES, "broken", "diffusion4d.no_such_module_here")
+    assert cli.main(["broken", "--input", "x"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot load" in err[0] and "no_such_module_here" in err[0]

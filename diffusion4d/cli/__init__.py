@@ -85,7 +85,7 @@ class _Broken:
         self._message = f"the {name} command ({module_name}) cannot load: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("rest", nargs=argparse.REMAINDER)
+        parser.add_argument("rest", nargs="*")
 
     def run(self, args: argparse.Namespace) -> int:
         raise UserError(self._message)
@@ -105,6 +105,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of the console script; returns the process exit status."""
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
+    if isinstance(getattr(args, "_module", None), _Broken):  # say why the command cannot run, not how it was called
+        print(f"diffusion4d {args.command}: error: {args._module._message}", file=sys.stderr)
+        return 2
     if extra:  # reported by the subcommand's parser, so the line reads "diffusion4d <cmd>: error: ..."
         getattr(args, "_parser", parser).error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command is None:
