@@ -28,6 +28,9 @@ import time
 from pathlib import Path
 from typing import Dict, List
 
+# run as a script, this folder is sys.path[0]; its recon.py would shadow the recon package
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
 SETTINGS = {  # name -> (w2, prior)
     "w2=0": (0.0, "auto"),
     "separate (stage-1 prior), w2=0.5": (0.5, "separate"),
