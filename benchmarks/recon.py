@@ -1,4 +1,4 @@
-"""Reconstruction speed: tiled torch rasteriser vs the dense reference (and gsplat on CUDA),
+"""Reconstruction speed: compiled cpu and tiled torch rasterisers vs the dense reference (and gsplat on CUDA),
 plus the wall time of a preset on this machine. Prints numbers and appends a dated section to
 benchmarks/RESULTS.md.
 
@@ -69,6 +69,16 @@ def rasterizer_speed(size: int, n: int, reps: int) -> dict:
         "dense_it_s": 1.0 / _time(dense, max(1, reps // 3)),
     }
     out["speedup"] = out["tiled_it_s"] / out["dense_it_s"]
+    from recon import cpu_kernel
+
+    if cpu_kernel.available():
+        with torch.no_grad():
+            c = rasterize(*params, vm, K, size, size, backend="cpu", background=1.0)[0]
+        out["cpu_max_abs_diff"] = float((c - b).abs().max())
+        out["cpu_it_s"] = 1.0 / _time(lambda: step(lambda: rasterize(*params, vm, K, size, size, backend="cpu", background=1.0)[0]), reps)
+        out["cpu_vs_tiled"] = out["cpu_it_s"] / out["tiled_it_s"]
+    else:
+        out["cpu_error"] = cpu_kernel.error()
     if torch.cuda.is_available():
         try:
             gp, gvm, gK = _scene(n, size, "cuda")
@@ -119,6 +129,9 @@ def main() -> None:
         f"tiled torch {speed['tiled_it_s']:.2f} it/s, dense reference {speed['dense_it_s']:.3f} it/s, "
         f"speed-up {speed['speedup']:.1f}x, max |difference| {speed['max_abs_diff']:.2e}",
     ]
+    if "cpu_it_s" in speed:
+        lines.append(f"- compiled cpu kernel: {speed['cpu_it_s']:.2f} it/s ({speed['cpu_vs_tiled']:.1f}x the tiled torch one), "
+                     f"max |difference| to the dense reference {speed['cpu_max_abs_diff']:.2e}")
     if "gsplat_it_s" in speed:
         lines.append(f"- gsplat (CUDA): {speed['gsplat_it_s']:.1f} it/s")
     if preset:
