@@ -31,6 +31,7 @@ COMMAND_MODULES: Dict[str, str] = {
     "curate": "data_curation.cli",
     "generate": "diffusion4d.cli.generate",
     "reconstruct": "recon.cli",
+    "export": "recon.export_cli",
     "evaluate": "eval.cli",
     "demo": "diffusion4d.cli.demo",
 }
