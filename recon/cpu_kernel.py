@@ -2,7 +2,7 @@
 
 ``recon/csrc/composite_cpu.cpp`` (C++ with OpenMP) is built with
 ``torch.utils.cpp_extension.load`` at first use and cached by torch (``$TORCH_EXTENSIONS_DIR``,
-default ``~/.cache/torch_extensions``); later processes load the cached build in well under a
+default ``~/.cache/torch_extensions``, one build per environment: :func:`extension_name`); later processes load the cached build in well under a
 second. When no C++ compiler is present, the build fails, or ``D4D_RECON_NO_CPP=1`` is set,
 :func:`load` returns None once and the ``auto`` backend falls back to the pure-torch tiled
 rasteriser (same results, slower).
@@ -43,7 +43,7 @@ def load(verbose: bool = False) -> Optional[Any]:
                 from torch.utils.cpp_extension import load as cpp_load
 
                 _module = cpp_load(
-                    name="d4d_recon_composite_cpu",
+                    name=extension_name(),
                     sources=[str(SOURCE)],
                     extra_cflags=["-O3", "-fopenmp"],
                     extra_ldflags=["-fopenmp"],
@@ -56,6 +56,18 @@ def load(verbose: bool = False) -> Optional[Any]:
             log.warning("compiled CPU rasteriser unavailable (%s); using the pure-torch tiled one", _error)
         _tried = True
         return _module
+
+
+def extension_name() -> str:
+    """The build's name, one per Python environment and torch build: two virtual environments
+    sharing ``~/.cache/torch_extensions`` would otherwise rebuild over each other's library."""
+    import hashlib
+    import sys
+
+    import torch
+
+    tag = hashlib.sha1(f"{sys.prefix}|{torch.__version__}|{torch.__file__}".encode()).hexdigest()[:10]
+    return f"d4d_recon_composite_cpu_{tag}"
 
 
 def available() -> bool:
