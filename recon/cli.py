@@ -23,6 +23,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="refit every stage, ignoring the finished coarse stage an earlier run saved in --output "
         "(by default it is reused when made from the same input and config)",
     )  # fmt: skip
+    parser.add_argument(
+        "--export", default=None, choices=["glb"],
+        help="after a successful fit, also export OUTPUT/model.glb (animated mesh) and OUTPUT/viewer.html (`diffusion4d export`)",
+    )  # fmt: skip
     parser.add_argument("overrides", nargs="*", help="config overrides key.sub=value (e.g. coarse.iterations=200)")
 
 
@@ -41,6 +45,14 @@ def run(args: argparse.Namespace) -> int:
         overrides=args.overrides,
         restart=args.restart,
     )
+    if getattr(args, "export", None) == "glb":
+        from pathlib import Path
+
+        from recon.mesh_export import export_glb
+
+        report = export_glb(args.output, Path(args.output) / "model.glb", viewer=True)
+        metrics["export"] = {k: report.get(k) for k in ("glb", "viewer", "vertices", "bytes")}
     keys = ("psnr_heldout", "ssim_heldout", "psnr_train", "num_gaussians")
-    print(json.dumps({k: metrics[k] for k in keys} | {"seconds": round(metrics["timings"]["total"], 1), "output": args.output}))
+    print(json.dumps({k: metrics[k] for k in keys} | {"seconds": round(metrics["timings"]["total"], 1), "output": args.output}
+                     | ({"export": metrics["export"]} if "export" in metrics else {})))
     return 0

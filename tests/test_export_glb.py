@@ -187,3 +187,17 @@ def test_cli_export(exported, tmp_path, capsys):
     assert main(["export", "--input", str(out), "--output", str(tmp_path / "x.obj")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and all(e.startswith("diffusion4d export: error:") for e in err)
+
+
+def test_reconstruct_export_glb(exported, capsys):
+    """`diffusion4d reconstruct --export glb` writes OUTPUT/model.glb after the fit (the coarse
+    stage saved by the fixture's run is reused)."""
+    from diffusion4d.cli import main
+
+    clip, out, _ = exported
+    rc = main(["reconstruct", "--input", str(clip), "--output", str(out), "--preset", "test", "--backend", "torch",
+               "--export", "glb", "output.videos=false", "output.ply=false", "coarse.iterations=80", "fine.iterations=10",
+               "fine.rigid_knots=0", "fine.time_curriculum=0"])  # fmt: skip
+    assert rc == 0
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert line["export"]["glb"] == str(out / "model.glb") and (out / "model.glb").is_file()
