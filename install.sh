@@ -15,6 +15,11 @@ if command -v npm >/dev/null 2>&1 && [ -f tools/gltf_validator/package.json ]; t
   npm install --silent --no-audit --no-fund --prefix tools/gltf_validator >/dev/null 2>&1 \
     || echo "install.sh: npm install of the glTF validator failed; its tests will be skipped" >&2
 fi
+# Google's <model-viewer> (npm @google/model-viewer), inlined into the viewer.html `diffusion4d export` writes.
+if command -v npm >/dev/null 2>&1 && [ -f tools/model_viewer/package.json ]; then
+  npm install --silent --no-audit --no-fund --prefix tools/model_viewer >/dev/null 2>&1 \
+    || echo "install.sh: npm install of @google/model-viewer failed; exports get no viewer.html and its tests are skipped" >&2
+fi
 # Build the compiled CPU rasteriser kernel now (recon/cpu_kernel.py; cached under ~/.cache/torch_extensions)
 # so the first reconstruction does not pay the ~1 min compile; without a C++ compiler recon falls back to pure torch.
 "$VENV/bin/python" -c "from recon import cpu_kernel; cpu_kernel.load() or print('install.sh: compiled CPU rasteriser unavailable:', cpu_kernel.error())" 2>/dev/null \

