@@ -141,7 +141,7 @@ class DensityGrid:
 
 
 def density_grid(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor, opacities: torch.Tensor,
-                 colours: torch.Tensor, grid: int = DEFAULT_GRID, chunk_cells: int = 1 << 22,
+                 colours: torch.Tensor, grid: int = DEFAULT_GRID, chunk_cells: int = 1 << 20,
                  bounds: Optional[Tuple[np.ndarray, np.ndarray]] = None) -> DensityGrid:
     """Splat activated Gaussians (``scales`` as standard deviations, ``opacities`` in [0, 1],
     ``colours`` ``[N, 3]``) into a density grid with ``grid`` cells along the longest side."""
@@ -167,30 +167,29 @@ def density_grid(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor,
     origin_t = torch.as_tensor(origin, dtype=torch.float32)
     centre_cell = torch.round((means - origin_t) / voxel).long()
     dims_t = torch.tensor([X, Y, Z])
-    order = torch.argsort(r_cells)
-    n = means.shape[0]
-    start = 0
-    while start < n:
-        r = int(r_cells[order[min(n - 1, start)]])
-        # all Gaussians with this window radius, in chunks that keep [B, W] bounded
-        end = int(torch.searchsorted(r_cells[order], torch.tensor(r), right=True))
+    for r in torch.unique(r_cells).tolist():  # Gaussians grouped by window radius (cells)
+        members = (r_cells == r).nonzero(as_tuple=True)[0]
         side = torch.arange(-r, r + 1)
         offs = torch.stack(torch.meshgrid(side, side, side, indexing="ij"), -1).reshape(-1, 3)  # [W, 3]
+        offs = offs[offs.pow(2).sum(-1) <= (r + 1) ** 2]  # the ball that holds the 3-sigma ellipsoid
+        offs_f = offs.float() * voxel
         per = max(1, chunk_cells // offs.shape[0])
-        for s in range(start, end, per):
-            idx = order[s : min(end, s + per)]
+        for s in range(0, len(members), per):
+            idx = members[s : s + per]
             cells = centre_cell[idx][:, None, :] + offs[None]  # [B, W, 3]
-            pos = origin_t + cells.float() * voxel
-            d = pos - means[idx][:, None, :]
-            q = torch.einsum("bwi,bij,bwj->bw", d, cinv[idx], d)
-            w = opacities[idx][:, None] * torch.exp(-0.5 * q)
-            inside = ((cells >= 0) & (cells < dims_t)).all(-1) & (q < (SIGMAS + 1) ** 2)
-            w = torch.where(inside, w, torch.zeros_like(w))
-            flat = (cells[..., 0].clamp(0, X - 1) * Y + cells[..., 1].clamp(0, Y - 1)) * Z + cells[..., 2].clamp(0, Z - 1)
-            flat, w = flat.reshape(-1), w.reshape(-1)
+            d = (origin_t + centre_cell[idx].float() * voxel - means[idx])[:, None, :] + offs_f[None]
+            A = cinv[idx][:, None]  # [B, 1, 3, 3]
+            d0, d1, d2 = d.unbind(-1)
+            q = (A[..., 0, 0] * d0 * d0 + A[..., 1, 1] * d1 * d1 + A[..., 2, 2] * d2 * d2
+                 + 2 * (A[..., 0, 1] * d0 * d1 + A[..., 0, 2] * d0 * d2 + A[..., 1, 2] * d1 * d2))  # Mahalanobis^2 [B, W]
+            keep = q < (SIGMAS + 1) ** 2
+            keep &= ((cells >= 0) & (cells < dims_t)).all(-1)
+            b_idx, w_idx = keep.nonzero(as_tuple=True)
+            c = cells[b_idx, w_idx]
+            w = opacities[idx][b_idx] * torch.exp(-0.5 * q[b_idx, w_idx])
+            flat = (c[:, 0] * Y + c[:, 1]) * Z + c[:, 2]
             density.index_add_(0, flat, w)
-            colour.index_add_(0, flat, w[:, None] * colours[idx].repeat_interleave(offs.shape[0], 0))
-        start = end
+            colour.index_add_(0, flat, w[:, None] * colours[idx][b_idx])
     return DensityGrid(density.reshape(X, Y, Z).numpy(), colour.reshape(X, Y, Z, 3).numpy(), origin, voxel)
 
 
@@ -459,7 +458,8 @@ def _srgb_to_linear(c: np.ndarray) -> np.ndarray:
 
 
 def build_glb(mesh: CanonicalMesh, offsets: np.ndarray, rigid: np.ndarray, key_seconds: np.ndarray,
-              lighting: str = "rig", sparse_eps: float = 5e-4, normal_eps: float = 0.02, name: str = "reconstruction") -> Tuple[bytes, dict]:
+              lighting: str = "rig", sparse_eps: float = 5e-4, normal_eps: float = 0.02, name: str = "reconstruction",
+              normal_targets: bool = True) -> Tuple[bytes, dict]:
     """Serialise the canonical mesh + per-frame local offsets (morph targets) + rigid transforms
     (node animation) keyed at ``key_seconds`` [T] to GLB bytes; returns (bytes, stats)."""
     gl_ = __import__("pygltflib")
@@ -504,13 +504,15 @@ def build_glb(mesh: CanonicalMesh, offsets: np.ndarray, rigid: np.ndarray, key_s
         base_n = mesh.normals
         for i in range(T):
             p_acc, n_p = w.sparse_delta(to_g(offsets[i]), sparse_eps, pos_kind)
-            moved = mesh.verts + offsets[i]
-            dn = vertex_normals(moved, mesh.faces) - base_n
-            n_acc, n_n = w.sparse_delta(to_g(dn), normal_eps, "normal")
-            quantised = True
             stored["position"] += n_p
-            stored["normal"] += n_n
-            targets.append(gl_.Attributes(POSITION=p_acc, NORMAL=n_acc))
+            if normal_targets:
+                dn = vertex_normals(mesh.verts + offsets[i], mesh.faces) - base_n
+                n_acc, n_n = w.sparse_delta(to_g(dn), normal_eps, "normal")
+                quantised = True
+                stored["normal"] += n_n
+                targets.append(gl_.Attributes(POSITION=p_acc, NORMAL=n_acc))
+            else:
+                targets.append(gl_.Attributes(POSITION=p_acc))
         prim.targets = targets
     mesh_gl = gl_.Mesh(name=name, primitives=[prim], weights=[0.0] * T if animated else None)
     if animated:
@@ -550,7 +552,8 @@ def build_glb(mesh: CanonicalMesh, offsets: np.ndarray, rigid: np.ndarray, key_s
     w.gltf.scenes = [gl_.Scene(name="scene", nodes=[0])]
     w.gltf.scene = 0
     data = w.to_glb()
-    return data, {"morph_targets": T if animated else 0, "sparse_position_entries": stored["position"],
+    return data, {"morph_targets": T if animated else 0, "normal_targets": bool(animated and normal_targets),
+                  "sparse_position_entries": stored["position"],
                   "sparse_normal_entries": stored["normal"], "rigid_animation": bool(animated and not np.allclose(rigid, np.eye(4)))}
 
 
@@ -568,7 +571,7 @@ def curate_normalization(verts_t0: np.ndarray) -> dict:
 
 def export_glb(source, out_path: Union[str, Path], *, vertices: int = DEFAULT_VERTICES, grid: int = DEFAULT_GRID,
                iso: float = DEFAULT_ISO, lighting: str = "rig", sparse_eps: float = 5e-4,
-               colour: str = "views", viewer: bool = False) -> dict:
+               colour: str = "views", max_bytes: int = 5_000_000, viewer: bool = False) -> dict:
     """Export a fitted 4D Gaussian model as one animated ``.glb`` (see the module docstring).
 
     Args:
@@ -582,6 +585,8 @@ def export_glb(source, out_path: Union[str, Path], *, vertices: int = DEFAULT_VE
             (``<recon>/dynamic``, frame i posed at time i, visibility by depth test), the
             kernel-weighted Gaussian colour where no view sees a vertex; ``kernel``: the
             kernel-weighted colour only (also the behaviour without a re-rendered clip).
+        max_bytes: when the file would be larger, the NORMAL morph targets are left out (the
+            local deformation then does not turn the normals; the rigid motion still does). 0: no cap.
         viewer: also write ``viewer.html`` next to the glb (:mod:`recon.viewer`).
 
     Returns:
@@ -616,6 +621,10 @@ def export_glb(source, out_path: Union[str, Path], *, vertices: int = DEFAULT_VE
         raise ValueError(f"colour must be 'views' or 'kernel', got {colour!r}")
     keys = _key_seconds(m.times, m.duration_seconds)
     data, stats = build_glb(mesh, offsets, rigid, keys, lighting=lighting, sparse_eps=sparse_eps)
+    if max_bytes and len(data) > max_bytes and stats["normal_targets"]:
+        # over budget: drop the NORMAL morph targets (the rigid motion still turns the normals)
+        data, stats = build_glb(mesh, offsets, rigid, keys, lighting=lighting, sparse_eps=sparse_eps, normal_targets=False)
+        log.info("export over %.1f MB: NORMAL morph targets dropped (%.2f MB)", max_bytes / 1e6, len(data) / 1e6)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(f".{out_path.name}.tmp")
     tmp.write_bytes(data)
