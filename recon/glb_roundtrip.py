@@ -103,4 +103,49 @@ def write_procedural_clips(root: PathLike, index: int = 0, seed: int = 0, frames
     return folder / "dynamic"
 
 
-__all__ = ["compare", "psnr_white", "render_glb", "roundtrip", "silhouette_iou", "write_procedural_clips"]
+def benchmark(output: PathLike, assets=(1, 4, 5, 0), size: int = 64, frames: int = 12, preset: str = "demo",
+              overrides=("fine.rigid_knots=-1", "fine.time_curriculum=0.5"), seed: int = 0) -> list:
+    """Procedural assets -> clips -> reconstruction -> export -> round trip; one JSON line per asset
+    appended to ``output/results.jsonl`` (the numbers of benchmarks/RESULTS.md, "Export")."""
+    import json
+    import shutil
+    import subprocess
+    import time
+
+    from recon import reconstruct
+    from recon.mesh_export import export_glb
+
+    output = Path(output)
+    rows = []
+    for idx in assets:
+        clip = write_procedural_clips(output, idx, seed=seed, frames=frames, size=size)
+        out = output / f"{clip.parent.name}-{preset}-{size}px-{frames}f"
+        t = time.perf_counter()
+        m = reconstruct(clip, out, preset=preset, overrides=["output.videos=false", "output.ply=false", f"resolution={size}", *overrides])
+        t_recon = time.perf_counter() - t
+        rep = export_glb(out, out / "model.glb", viewer=True)
+        r = roundtrip(out / "model.glb", out)
+        row = {"asset": clip.parent.name, "size": size, "frames": frames, "preset": preset, "overrides": list(overrides),
+               "recon_seconds": t_recon, "psnr_train": m["psnr_train"], "num_gaussians": m["num_gaussians"],
+               "export": {k: rep[k] for k in ("bytes", "vertices", "faces", "watertight", "colour", "seconds", "iso")},
+               **{k: v for k, v in r.items() if k != "mesh_frames"}}
+        validator = Path(__file__).resolve().parents[1] / "tools" / "gltf_validator"
+        if shutil.which("node") and (validator / "node_modules").is_dir():
+            proc = subprocess.run(["node", str(validator / "validate.js"), str(out / "model.glb")], capture_output=True, text=True)
+            f = json.loads(proc.stdout)["files"][0]
+            row["validator"] = {"errors": f["errors"], "warnings": f["warnings"]}
+        with open(output / "results.jsonl", "a") as fh:
+            fh.write(json.dumps(row) + "\n")
+        rows.append(row)
+    return rows
+
+
+if __name__ == "__main__":  # python -m recon.glb_roundtrip OUTPUT [assets=1,4,5,0] [size=64] [frames=12] [preset=demo]
+    import sys
+
+    kw = dict(a.split("=", 1) for a in sys.argv[2:])
+    benchmark(sys.argv[1], tuple(int(x) for x in kw.get("assets", "1,4,5,0").split(",")), int(kw.get("size", 64)),
+              int(kw.get("frames", 12)), kw.get("preset", "demo"))
+
+
+__all__ = ["benchmark", "compare", "psnr_white", "render_glb", "roundtrip", "silhouette_iou", "write_procedural_clips"]
