@@ -60,7 +60,7 @@ from diffusion4d.logging_utils import get_logger
 
 log = get_logger(__name__)
 
-DEFAULT_ISO = 0.07  #: iso level of the opacity-weighted kernel sum (see docs/export.md for how it was chosen)
+DEFAULT_ISO = 0.2  #: iso level of the opacity-weighted kernel sum (see docs/export.md for how it was chosen)
 DEFAULT_VERTICES = 20000
 DEFAULT_GRID = 128
 MAX_RADIUS_CELLS = 16  #: splat window cap (cells), for very large Gaussians

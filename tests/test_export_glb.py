@@ -19,11 +19,12 @@ from diffusion4d.cameras import GLTF_TO_WORLD
 REPO = Path(__file__).resolve().parents[1]
 VALIDATOR = REPO / "tools" / "gltf_validator"
 
-# measured on this case (24 px, 6 frames, the `test` preset with 80 coarse steps, 2 busy CPU cores):
-# IoU 0.74 / 0.73 (mesh vs Gaussians / vs ground truth), Gaussians vs ground truth 0.75, 18.8 dB.
-# A 24 px silhouette of a ~12 px object is mostly edge pixels; see benchmarks/RESULTS.md for 64 px.
-IOU_VS_GAUSSIANS = 0.65
-IOU_VS_GROUND_TRUTH = 0.6
+# measured on this case (24 px, 6 frames, the `test` preset with 80 coarse steps, iso 0.2):
+# silhouette IoU 0.90 mesh vs Gaussians (24.3 dB), 0.74 mesh vs ground truth, while the Gaussians
+# themselves reach only 0.75 / 18.8 dB against the ground truth on so short a fit. A 24 px
+# silhouette of a ~12 px object is mostly edge pixels; see benchmarks/RESULTS.md for 64 px.
+IOU_VS_GAUSSIANS = 0.8
+IOU_VS_GROUND_TRUTH = 0.65
 
 
 def _validate(paths):
@@ -81,6 +82,7 @@ def test_export_round_trip(exported):
     assert r["mesh_frames"].shape == (6, 24, 24, 4)
     assert r["vs_gaussians"]["iou_mean"] >= IOU_VS_GAUSSIANS, r["vs_gaussians"]
     assert r["vs_ground_truth"]["iou_mean"] >= IOU_VS_GROUND_TRUTH, r["vs_ground_truth"]
+    print({k: {a: b for a, b in v.items() if "per" not in a} for k, v in r.items() if k != "mesh_frames"})
     assert r["vs_gaussians"]["psnr_mean"] > 14.0
 
 
