@@ -164,7 +164,7 @@ def fit_static(
         opt_off = Adam([offsets], lr=cfg.lr.offsets)
     batch = max(1, min(cfg.coarse.batch_views, len(views)))
     gen = torch.Generator().manual_seed(cfg.seed)
-    skipped = 0
+    skipped = nonfinite = 0
     for step in progress(range(iterations), desc=desc):
         idx = _pick_views(len(views), batch, gen)
         g = model.activated()
@@ -184,6 +184,11 @@ def fit_static(
             skipped += 1
             continue
         loss.backward()
+        if not grads_finite([*optimizers.values(), *([opt_off] if opt_off is not None else [])]):
+            for opt in [*optimizers.values(), *([opt_off] if opt_off is not None else [])]:
+                opt.zero_grad(set_to_none=True)
+            nonfinite += 1
+            continue
         if strategy is not None:
             strategy.step_post_backward(model.params, optimizers, state, step, info, packed=False)
         _decay_means_lr(optimizers, cfg.lr.means, step, iterations)
@@ -194,8 +199,26 @@ def fit_static(
             opt_off.step()
             opt_off.zero_grad(set_to_none=True)
     _warn_skipped(desc, skipped, iterations)
+    _warn_nonfinite(desc, nonfinite, iterations)
     log.info("%s: %d steps, %d Gaussians", desc, iterations, len(model))
     return iterations
+
+
+def grads_finite(optimizers) -> bool:
+    """True when every gradient the ``optimizers`` would apply is finite. A step whose backward
+    produced inf/NaN (seen on a real asset, AnimatedMorphCube, while tracking a late knot) would
+    turn the parameters and Adam's moments into NaN for good; such a step is skipped instead."""
+    for opt in optimizers:
+        for group in opt.param_groups:
+            for p in group["params"]:
+                if p.grad is not None and not bool(torch.isfinite(p.grad).all()):
+                    return False
+    return True
+
+
+def _warn_nonfinite(desc: str, count: int, iterations: int) -> None:
+    if count:
+        log.warning("%s: %d of %d steps skipped: their gradients were not finite", desc, count, iterations)
 
 
 def _warn_skipped(desc: str, skipped: int, iterations: int) -> None:
@@ -311,6 +334,9 @@ def track_rigid_knot(model: GaussianModel, field: HexPlaneDeformation, frame: Vi
             last_seen = (rigid.rotvecs.detach().clone(), rigid.translations.detach().clone())
             loss = _pyramid_loss(img, target, factor, cfg)
             loss.backward()
+            if not grads_finite([opt]):
+                opt.zero_grad(set_to_none=True)
+                continue
             rigid.rotvecs.grad.mul_(mask)
             rigid.translations.grad.mul_(mask)
             opt.step()
@@ -355,7 +381,7 @@ def fit_deformation(
     batch = max(1, min(cfg.fine.batch_views, len(views)))
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     active = 0
-    skipped = 0
+    skipped = nonfinite = 0
     for step in progress(range(iterations), desc=desc):
         size = curriculum_size(step, len(views), iterations, cfg.fine.time_curriculum)
         while size > active:
@@ -382,6 +408,11 @@ def fit_deformation(
             skipped += 1
             continue
         loss.backward()
+        if not grads_finite([opt_field, *optimizers.values()]):
+            for opt in [opt_field, *optimizers.values()]:
+                opt.zero_grad(set_to_none=True)
+            nonfinite += 1
+            continue
         if optimizers:
             _decay_means_lr(optimizers, cfg.lr.means * cfg.fine.gaussian_lr_scale, step, iterations)
         for opt in [opt_field, *optimizers.values()]:
@@ -390,6 +421,7 @@ def fit_deformation(
     if rigid is not None:
         rigid.extrapolate(rigid.knots - 1)  # knots past the last frame (when there are more knots than frames)
     _warn_skipped(desc, skipped, iterations)
+    _warn_nonfinite(desc, nonfinite, iterations)
     log.info("%s: %d steps", desc, iterations)
     return iterations
 

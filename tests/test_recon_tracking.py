@@ -104,3 +104,19 @@ def test_coarse_stage_with_a_view_where_nothing_is_visible_completes():
     before = model.means.detach().clone()
     fit_static(model, views, cfg, 3, cfg.coarse.densify)
     torch.testing.assert_close(model.means.detach(), before)  # no gradient: nothing moved
+
+
+def test_steps_with_non_finite_gradients_are_detected():
+    import torch
+
+    from recon.fit import grads_finite
+    from recon.optim import Adam
+
+    p = torch.nn.Parameter(torch.zeros(3))
+    opt = Adam([{"params": [p], "lr": 0.1}])
+    p.grad = torch.tensor([0.0, 1.0, 2.0])
+    assert grads_finite([opt])
+    p.grad = torch.tensor([0.0, float("nan"), 2.0])
+    assert not grads_finite([opt])
+    p.grad = None
+    assert grads_finite([opt])
