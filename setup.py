@@ -42,6 +42,22 @@ EXTRAS = {
 }
 EXTRAS["all"] = sorted({p for k in ("gsplat", "deepspeed", "ray") for p in EXTRAS[k]})
 
+# One import namespace: the repository's top-level folders are subpackages of ``diffusion4d``.
+# The core lives in diffusion4d/, the app layer in app/, each stage in its own folder; the installed
+# distribution claims the single import name ``diffusion4d`` (docs/architecture.md).
+MAPPED = {
+    "diffusion4d.app": "app",
+    "diffusion4d.data_curation": "data_curation",
+    "diffusion4d.train": "train",
+    "diffusion4d.recon": "recon",
+    "diffusion4d.eval": "eval",
+}
+PACKAGE_DIR = {"diffusion4d": "diffusion4d", "diffusion4d.configs": "configs", **MAPPED}
+PACKAGES = find_packages(include=["diffusion4d", "diffusion4d.*"]) + ["diffusion4d.configs"]
+for _name, _folder in MAPPED.items():
+    PACKAGES += [_name] + [f"{_name}.{sub}" for sub in find_packages(where=_folder)]
+
+
 setup(
     name="diffusion4d",
     version="0.1.0",
@@ -49,13 +65,16 @@ setup(
     long_description=open("README.md").read() if __import__("os").path.exists("README.md") else "",
     long_description_content_type="text/markdown",
     python_requires=">=3.9",
-    packages=find_packages(include=["diffusion4d*", "data_curation*", "train*", "eval*", "recon*"]) + ["diffusion4d.configs"],
-    # the repository's configs/ ships as the package data of diffusion4d.configs (diffusion4d/presets.py)
-    package_dir={"diffusion4d.configs": "configs"},
+    packages=PACKAGES,
+    package_dir=PACKAGE_DIR,
     include_package_data=True,
-    package_data={"": ["*.yaml", "*.json", "*.py.txt"], "diffusion4d.configs": ["*/*.yaml", "*/*.json"], "recon": ["csrc/*.cpp", "csrc/*.h"]},
+    package_data={
+        "": ["*.yaml", "*.json", "*.py.txt"],
+        "diffusion4d.configs": ["*/*.yaml", "*/*.json"],
+        "diffusion4d.recon": ["csrc/*.cpp", "csrc/*.h"],
+    },
     install_requires=CORE,
     extras_require=EXTRAS,
-    entry_points={"console_scripts": ["diffusion4d=diffusion4d.cli:main"]},
+    entry_points={"console_scripts": ["diffusion4d=diffusion4d.app:main"]},
     license="Apache-2.0",
 )

@@ -28,8 +28,6 @@ import time
 from pathlib import Path
 from typing import Dict, List
 
-# run as a script, this folder is sys.path[0]; its recon.py would shadow the recon package
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 SETTINGS = {  # name -> (w2, prior)
     "w2=0": (0.0, "auto"),
@@ -39,7 +37,7 @@ SETTINGS = {  # name -> (w2, prior)
 
 
 def _cli(argv: List[str]) -> None:
-    from diffusion4d.cli import main
+    from diffusion4d.app import main
 
     status = main(argv)
     if status != 0:

@@ -12,22 +12,18 @@ import datetime
 import json
 import os
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-# this script is named recon.py (and sits next to one): keep its folder off sys.path so
-# ``import recon`` finds the package, not the script
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 import torch
 
 
 def _scene(n: int, size: int, device: str):
     from diffusion4d.cameras import orbit_trajectory
-    from recon.synthetic import synthetic_scene
+    from diffusion4d.recon.synthetic import synthetic_scene
 
     s = synthetic_scene(n, seed=0)
     tr = orbit_trajectory("dynamic", 1, width=size, height=size, elevation=15.0)
@@ -46,8 +42,8 @@ def _time(fn, reps: int) -> float:
 
 
 def rasterizer_speed(size: int, n: int, reps: int) -> dict:
-    from recon.rasterize import rasterize
-    from recon.rasterize_reference import rasterize_dense
+    from diffusion4d.recon.rasterize import rasterize
+    from diffusion4d.recon.rasterize_reference import rasterize_dense
 
     params, vm, K = _scene(n, size, "cpu")
 
@@ -69,7 +65,7 @@ def rasterizer_speed(size: int, n: int, reps: int) -> dict:
         "dense_it_s": 1.0 / _time(dense, max(1, reps // 3)),
     }
     out["speedup"] = out["tiled_it_s"] / out["dense_it_s"]
-    from recon import cpu_kernel
+    from diffusion4d.recon import cpu_kernel
 
     if cpu_kernel.available():
         with torch.no_grad():
@@ -95,8 +91,8 @@ def rasterizer_speed(size: int, n: int, reps: int) -> dict:
 
 
 def preset_wall_time(preset: str, size: int, frames: int) -> dict:
-    from recon import reconstruct
-    from recon.synthetic import write_synthetic_asset
+    from diffusion4d.recon import reconstruct
+    from diffusion4d.recon.synthetic import write_synthetic_asset
 
     with tempfile.TemporaryDirectory() as tmp:
         clip = write_synthetic_asset(Path(tmp), frames=frames, size=size, num=600)

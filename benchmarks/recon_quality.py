@@ -33,9 +33,6 @@ from pathlib import Path
 
 import numpy as np
 
-# this script is named recon.py (and sits next to one): keep its folder off sys.path so
-# ``import recon`` finds the package, not the script
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 
 def _reconstruct_one(job: tuple) -> dict:
@@ -45,7 +42,7 @@ def _reconstruct_one(job: tuple) -> dict:
 
     import torch
 
-    from recon import reconstruct
+    from diffusion4d.recon import reconstruct
 
     torch.set_num_threads(threads)
     cpu0 = time.process_time()
@@ -56,8 +53,8 @@ def _reconstruct_one(job: tuple) -> dict:
 
 def _curate_real(work: Path, size: int, frames: int) -> tuple:
     """Fetch and curate the real assets; returns (curated folder or None, {name: reason} unavailable)."""
-    from data_curation.real_assets import RealAssetsUnavailable, asset_list, fetch
-    from diffusion4d.cli import main as cli
+    from diffusion4d.data_curation.real_assets import RealAssetsUnavailable, asset_list, fetch
+    from diffusion4d.app import main as cli
 
     try:
         got = fetch(work / "real_input")
@@ -91,8 +88,8 @@ def main() -> None:
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
 
-    from data_curation.real_assets import asset_list
-    from diffusion4d.cli import main as cli
+    from diffusion4d.data_curation.real_assets import asset_list
+    from diffusion4d.app import main as cli
     from diffusion4d.io import read_manifest
 
     kinds = {a.name: a.kind for a in asset_list()}

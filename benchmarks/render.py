@@ -42,9 +42,9 @@ def main(argv=None) -> int:
     p.add_argument("--no-write", action="store_true", help="print only, do not append to RESULTS.md")
     args = p.parse_args(argv)
 
-    from data_curation import render_clip
-    from data_curation.procedural import generate_assets
-    from data_curation.render.fast import gl_context
+    from diffusion4d.data_curation import render_clip
+    from diffusion4d.data_curation.procedural import generate_assets
+    from diffusion4d.data_curation.render.fast import gl_context
     from diffusion4d.cameras import orbit_trajectory
 
     tmp = Path(tempfile.mkdtemp(prefix="d4d_bench_"))

@@ -38,8 +38,8 @@ def tiny_preset_pipeline(device: str):
     """The pipeline a ``configs/train/tiny.yaml`` checkpoint loads as (untrained weights)."""
     from diffusion4d.config import load_config
     from diffusion4d.pipelines import Diffusion4DPipeline
-    from train.model_setup import build_components
-    from train.train_config import TrainConfig
+    from diffusion4d.train.model_setup import build_components
+    from diffusion4d.train.train_config import TrainConfig
 
     cfg = load_config(TrainConfig, ROOT / "configs" / "train" / "tiny.yaml")
     parts = build_components(cfg.model, cfg.data)
@@ -132,5 +132,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
     sys.exit(main())

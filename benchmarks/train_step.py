@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 
 def _peak_rss_mb() -> float:
@@ -32,8 +31,8 @@ def bench_trainer(data: str, cache: bool, steps: int, threads: int) -> dict:
     import torch
 
     from diffusion4d.config import load_config
-    from train.train_config import TrainConfig
-    from train.trainer import Trainer
+    from diffusion4d.train.train_config import TrainConfig
+    from diffusion4d.train.trainer import Trainer
 
     out = tempfile.mkdtemp(prefix="bench_train_")
     cfg = load_config(TrainConfig, REPO / "configs/train/tiny.yaml",
@@ -57,8 +56,8 @@ def bench_trainer(data: str, cache: bool, steps: int, threads: int) -> dict:
 def bench_overhead(steps: int, threads: int, four_d: bool) -> dict:
     import torch
 
-    from train.model_setup import tiny_base_unet
-    from train.train_config import ModelConfig
+    from diffusion4d.train.model_setup import tiny_base_unet
+    from diffusion4d.train.train_config import ModelConfig
     from diffusion4d.models import UNet4DConditionModel
 
     torch.set_num_threads(threads)

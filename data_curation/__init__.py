@@ -8,7 +8,7 @@ from __future__ import annotations
 
 
 def render_clip(asset_path, cameras, renderer: str = "fast", **options):
-    """See :func:`data_curation.render.render_clip` (contract 2)."""
+    """See :func:`diffusion4d.data_curation.render.render_clip` (contract 2)."""
     from .render import render_clip as _render_clip
 
     return _render_clip(asset_path, cameras, renderer=renderer, **options)

@@ -14,7 +14,7 @@ package, upstream origin, licence). The files come from Debian's ``assimp-testmo
 
 The cache is ``$D4D_REAL_ASSETS_CACHE`` or ``~/.cache/diffusion4d/real_assets``.
 
-    python -m data_curation.real_assets --output DIR [--kinds node,skin,morph] [--names A,B] [--list]
+    python -m diffusion4d.data_curation.real_assets --output DIR [--kinds node,skin,morph] [--names A,B] [--list]
 
 then ``diffusion4d curate --input DIR ...`` curates them like any local asset.
 """

@@ -2,7 +2,7 @@
 
 import sys
 
-from diffusion4d.cli import main
+from diffusion4d.app import main
 
 if __name__ == "__main__":
     sys.exit(main())

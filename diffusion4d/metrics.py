@@ -1,4 +1,4 @@
-"""Image metrics shared by every stage: PSNR and SSIM between frames, and silhouettes.
+"""Image metrics shared by every stage: PSNR, SSIM and LPIPS between frames, and silhouettes.
 
 One implementation each, used by evaluation (``eval``), the curation SSIM rule
 (:mod:`diffusion4d.ssim_rule`) and benchmarks, so a number means the same everywhere.
@@ -13,9 +13,20 @@ frame at the same index; an asset's value is the mean over its frames.
   covers the whole frame, borders by reflection padding, and is averaged over pixels and
   channels), the configuration of the curation rule (:func:`diffusion4d.ssim_rule.ssim`), computed
   in float64; identical frames give 1.
+* LPIPS (Zhang et al. 2018) through the ``lpips`` package. ``lpips.LPIPS(net="alex")`` would
+  download the torchvision ImageNet trunk at construction; :func:`build_lpips` builds it with a
+  random trunk and copies the weights from a local torchvision checkpoint found by the one weights
+  policy of the project (:func:`diffusion4d.weights.resolve_lpips_backbone`). The calibrated linear
+  layers ship inside the ``lpips`` wheel (v0.1). Lower is better; identical images give 0. Used by
+  evaluation and, as an optional loss, by reconstruction (:func:`load_lpips`).
 """
 
 from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+from typing import Dict, Optional, Union
 
 import numpy as np
 import torch
@@ -70,3 +81,73 @@ def silhouette_iou(pred: torch.Tensor, target: torch.Tensor, threshold: float = 
     inter = (a & b).flatten(1).sum(1).double()
     union = (a | b).flatten(1).sum(1).double()
     return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union)).float()
+
+
+# ------------------------------------------------------------------------------------- LPIPS
+PathLike = Union[str, Path]
+
+
+def _load_backbone_state(path: PathLike) -> Dict[str, torch.Tensor]:
+    state = torch.load(str(path), map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} is not a state dict")
+    return state
+
+
+def build_lpips(backbone_path: PathLike, net: str = "alex", device: Union[str, torch.device] = "cpu") -> torch.nn.Module:
+    """An ``lpips.LPIPS`` module whose trunk is loaded from the torchvision checkpoint ``backbone_path``.
+
+    The checkpoint may be the full torchvision state dict or only its ``features.*`` entries.
+    Raises ValueError when a trunk parameter is missing or has the wrong shape.
+    """
+    import lpips
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # torchvision's "pretrained is deprecated"
+        model = lpips.LPIPS(pretrained=True, net=net, pnet_rand=True, verbose=False)
+    state = _load_backbone_state(backbone_path)
+    with torch.no_grad():
+        for name, param in model.net.named_parameters():
+            match = re.fullmatch(r"slice\d+\.(\d+)\.(weight|bias)", name)
+            if match is None:
+                raise ValueError(f"unexpected LPIPS trunk parameter {name}")
+            key = f"features.{match.group(1)}.{match.group(2)}"
+            if key not in state:
+                raise ValueError(f"{backbone_path} has no {key}: not a torchvision {net} checkpoint")
+            if tuple(state[key].shape) != tuple(param.shape):
+                raise ValueError(f"{backbone_path}: {key} has shape {tuple(state[key].shape)}, expected {tuple(param.shape)}")
+            param.copy_(state[key])
+    return model.eval().to(device)
+
+
+@torch.no_grad()
+def lpips_per_frame(model: torch.nn.Module, pred: torch.Tensor, target: torch.Tensor, batch_size: int = 16) -> torch.Tensor:
+    """LPIPS of ``[N, 3, H, W]`` images in [0, 1] -> ``[N]``."""
+    if pred.shape != target.shape:
+        raise ValueError(f"shapes differ: {tuple(pred.shape)} vs {tuple(target.shape)}")
+    device = next(model.parameters()).device
+    out = []
+    for i in range(0, pred.shape[0], batch_size):
+        a = pred[i : i + batch_size].to(device).float()
+        b = target[i : i + batch_size].to(device).float()
+        out.append(model(a, b, normalize=True).flatten().cpu())
+    return torch.cat(out)
+
+
+def load_lpips(net: str = "alex", weights_dir: Optional[PathLike] = None, device: Union[str, torch.device] = "cpu") -> Optional[torch.nn.Module]:
+    """A frozen LPIPS network when its backbone checkpoint is found (:mod:`diffusion4d.weights`),
+    else None with one log line naming the missing file and how to provide it. Never downloads."""
+    import logging
+
+    from diffusion4d.weights import MissingWeights, resolve_lpips_backbone
+
+    found = resolve_lpips_backbone(net, weights_dir)
+    if isinstance(found, MissingWeights):
+        logging.getLogger(__name__).info("LPIPS skipped: %s", found.line())
+        return None
+    model = build_lpips(found, net=net, device=device)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model

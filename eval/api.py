@@ -23,73 +23,15 @@ import numpy as np
 from diffusion4d.errors import UserError
 from diffusion4d.io import frames_to_float, list_clip_dirs, read_clip
 from diffusion4d.logging_utils import get_logger, progress
-from eval import weights as W
-from eval.results import ALL_METRICS, METRIC_INFO, EvalResult, Summary, summarize
-from eval.tables import FORMATS, write_tables
+from diffusion4d import weights as W
+from diffusion4d.eval.eval_config import PIXEL_METRICS, EvalConfig
+from diffusion4d.eval.results import METRIC_INFO, EvalResult, Summary, summarize
+from diffusion4d.eval.tables import write_tables
 
 log = get_logger(__name__)
 
 CLIP_METRICS = ("clip_f", "clip_o", "clip_text")
-PIXEL_METRICS = ("psnr", "ssim", "lpips")
 FVD_BATCH = 8  # I3D clips per forward pass
-REFERENCES = ("gt", "image", "text")
-
-
-@dataclass
-class EvalConfig:
-    """Options of one evaluation run (the command-line flags, one to one)."""
-
-    preds: Dict[str, str]  # method name -> folder of <uid>/<mode> clips
-    gt: Optional[str] = None  # folder of ground-truth <uid>/<mode> clips
-    output: Optional[str] = None  # folder for the tables (None: do not write)
-    reference: str = "gt"  # CLIP-F/CLIP-O reference: gt renders, the input image, or the text prompt
-    metrics: List[str] = field(default_factory=lambda: list(ALL_METRICS))  # metrics to compute
-    weights_dir: Optional[str] = None  # folder holding weight files (see eval.weights)
-    device: str = "auto"  # cpu | cuda | auto
-    formats: List[str] = field(default_factory=lambda: list(FORMATS))  # table formats to write
-    strict: bool = False  # missing weights -> UserError (exit 2) instead of n/a
-    clip_model: str = W.DEFAULT_CLIP_MODEL  # hub id or folder of a transformers CLIP
-    lpips_net: str = "alex"  # LPIPS backbone: alex | vgg
-    fvd_frames: str = "resample"  # 16-frame clip rule: resample | first
-    fvd_resolution: int = 224  # I3D input size (224 in the standard protocol)
-    mode: str = "dynamic"  # clip folder name inside each <uid>/
-    task: str = "4D generation"  # table caption
-
-    def validate(self) -> None:
-        if not self.preds:
-            raise UserError("no predictions: give at least one --pred NAME=DIR")
-        unknown = [m for m in self.metrics if m not in ALL_METRICS]
-        if unknown:
-            raise UserError(f"unknown metric(s) {', '.join(unknown)}; valid: {', '.join(ALL_METRICS)}")
-        if not self.metrics:
-            raise UserError("no metrics requested")
-        bad = [f for f in self.formats if f not in FORMATS]
-        if bad:
-            raise UserError(f"unknown format(s) {', '.join(bad)}; valid: {', '.join(FORMATS)}")
-        if self.reference not in REFERENCES:
-            raise UserError(f"unknown --reference {self.reference!r}; valid: {', '.join(REFERENCES)}")
-        if self.lpips_net not in W.LPIPS_BACKBONES:
-            raise UserError(f"unknown LPIPS net {self.lpips_net!r}; valid: {', '.join(W.LPIPS_BACKBONES)}")
-        if self.fvd_frames not in ("resample", "first"):
-            raise UserError(f"unknown FVD frame rule {self.fvd_frames!r}; valid: resample, first")
-        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
-            raise UserError(f"unknown device {self.device!r}; valid: auto, cpu, cuda")
-        for name, folder in self.preds.items():
-            if not Path(folder).is_dir():
-                raise UserError(f"--pred {name}={folder}: no such folder")
-        if self.needs_gt() and not self.gt:
-            raise UserError(f"metrics {', '.join(self.gt_metrics())} need --gt DIR (ground-truth clips)")
-        if self.gt and not Path(self.gt).is_dir():
-            raise UserError(f"--gt {self.gt}: no such folder")
-
-    def gt_metrics(self) -> List[str]:
-        need = set(PIXEL_METRICS) | {"fvd"}
-        if self.reference in ("gt", "image"):
-            need |= {"clip_f", "clip_o"}
-        return [m for m in self.metrics if m in need]
-
-    def needs_gt(self) -> bool:
-        return bool(self.gt_metrics())
 
 
 # --------------------------------------------------------------------------------------------
@@ -154,23 +96,23 @@ def _load_models(cfg: EvalConfig, found: Dict[str, Any], device: str, result: Ev
             continue
         try:
             if name == "clip":
-                from eval.clip_scores import ClipScorer
+                from diffusion4d.eval.clip_scores import ClipScorer
 
                 models.clip = ClipScorer.from_pretrained(str(where), device)
                 result.settings["clip_model"] = str(where)
             elif name == "lpips":
-                from eval.lpips_metric import build_lpips
+                from diffusion4d.metrics import build_lpips
 
                 models.lpips = build_lpips(where, cfg.lpips_net, device)
                 result.settings["lpips_backbone"] = str(where)
             else:
-                from eval.fvd_metric import load_detector
+                from diffusion4d.eval.fvd_metric import load_detector
 
                 models.fvd = load_detector(where, device)
                 result.settings["i3d_detector"] = str(where)
         except (OSError, ValueError, RuntimeError, KeyError, pickle.UnpicklingError) as err:
             # a corrupt or wrong file: reported like a missing one (ClipLoadError is a RuntimeError)
-            from eval.clip_scores import ClipLoadError
+            from diffusion4d.eval.clip_scores import ClipLoadError
 
             miss = err.missing if isinstance(err, ClipLoadError) else W.MissingWeights(
                 name, str(where), [str(where)], f"unusable file ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
@@ -230,7 +172,7 @@ class _Evaluator:
     # -- one asset --
     def asset(self, method: str, uid: str, pred_dir: Path, gt_dir: Optional[Path]) -> Dict[str, Optional[float]]:
         from diffusion4d.metrics import match_size, psnr_per_frame, ssim_per_frame, to_tensor
-        from eval.samples import generation_seconds, read_generation, read_recon_metrics, recon_seconds
+        from diffusion4d.eval.samples import generation_seconds, read_generation, read_recon_metrics, recon_seconds
 
         cfg, models = self.cfg, self.models
         row: Dict[str, Optional[float]] = {m: None for m in cfg.metrics if METRIC_INFO[m].per_asset}
@@ -255,7 +197,7 @@ class _Evaluator:
                 if "ssim" in row:
                     row["ssim"] = float(ssim_per_frame(a, b).mean())
                 if "lpips" in row and models.lpips is not None:
-                    from eval.lpips_metric import lpips_per_frame
+                    from diffusion4d.metrics import lpips_per_frame
 
                     row["lpips"] = float(lpips_per_frame(models.lpips, a, b).mean())
 
@@ -266,7 +208,7 @@ class _Evaluator:
 
         # FVD features (collected; the distance is per method)
         if "fvd" in cfg.metrics and models.fvd is not None and gt is not None:
-            from eval.fvd_metric import preprocess
+            from diffusion4d.eval.fvd_metric import preprocess
 
             pred_key, gt_key = f"pred:{method}:{uid}", f"gt:{gt_dir}"
             if gt_key not in self.fvd_gt_queued:
@@ -299,8 +241,8 @@ class _Evaluator:
         self.fvd_queue.clear()
 
     def _clip(self, method, uid, row, pred, pred_rgb, pred_dir, gt, gt_rgb, gt_dir) -> None:
-        from eval.clip_scores import cosine, nearest_azimuth_indices
-        from eval.samples import caption_of, input_image_of
+        from diffusion4d.eval.clip_scores import cosine, nearest_azimuth_indices
+        from diffusion4d.eval.samples import caption_of, input_image_of
 
         cfg, clip = self.cfg, self.models.clip
         pred_emb = clip.embed_images(pred_rgb)  # [N, D]
@@ -444,7 +386,7 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
 def _fvd(method: str, ev: _Evaluator, result: EvalResult) -> Optional[Summary]:
     if ev.models.fvd is None:
         return None
-    from eval.fvd_metric import fvd_from_features
+    from diffusion4d.eval.fvd_metric import fvd_from_features
 
     pairs = ev.fvd_pairs.get(method, [])
     if len(pairs) < 2:
@@ -460,7 +402,7 @@ def _fvd(method: str, ev: _Evaluator, result: EvalResult) -> Optional[Summary]:
 
 
 def _motion(method: str, clips: Dict[str, Path], result: EvalResult) -> Optional[Summary]:
-    from eval.motion_control import evaluate_groups, find_groups, method_score
+    from diffusion4d.eval.motion_control import evaluate_groups, find_groups, method_score
 
     groups = evaluate_groups(find_groups(clips), clips)
     result.motion_groups[method] = [g.to_json() for g in groups]

@@ -61,9 +61,10 @@ def _parse_preds(items: List[str]) -> Dict[str, str]:
 
 def run(args: argparse.Namespace) -> int:
     from diffusion4d.errors import UserError
-    from eval.api import EvalConfig, evaluate
-    from eval.results import METRIC_INFO
-    from eval.weights import DEFAULT_CLIP_MODEL
+    from diffusion4d.eval.api import evaluate
+    from diffusion4d.eval.eval_config import EvalConfig
+    from diffusion4d.eval.results import METRIC_INFO
+    from diffusion4d.weights import DEFAULT_CLIP_MODEL
 
     if not args.output:
         raise UserError("--output OUT is required")
@@ -103,7 +104,7 @@ def main(argv: Optional[List[str]] = None, prog: str = "run_metrics.py") -> int:
     from diffusion4d.errors import UserError
     from diffusion4d.logging_utils import setup_logging
 
-    from diffusion4d.cli import OneLineParser
+    from diffusion4d.command_line import OneLineParser
 
     parser = OneLineParser(prog=prog, description=HELP)
     add_arguments(parser)

@@ -2,7 +2,7 @@
 
 The model is a transformers ``CLIPModel`` with its ``CLIPImageProcessor`` and ``CLIPTokenizer``,
 loaded from a hub id or a local folder (``--clip-model``; located by
-:func:`eval.weights.resolve_clip`). Scores are raw cosine similarities of the projected,
+:func:`diffusion4d.weights.resolve_clip`). Scores are raw cosine similarities of the projected,
 L2-normalised embeddings (no x100 scaling, no clamping), in [-1, 1]; identical images give 1.
 """
 
@@ -13,7 +13,7 @@ from typing import List, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from eval.weights import MissingWeights
+from diffusion4d.weights import MissingWeights
 
 
 class ClipLoadError(RuntimeError):

@@ -10,7 +10,7 @@ Protocol (the one of StyleGAN-V and most FVD code since):
    224x224, scaled to [-1, 1], layout ``[B, 3, 16, 224, 224]``;
 3. I3D (Kinetics-400) features: the 400 pre-softmax logits. Either the TorchScript detector
    ``i3d_torchscript.pt`` (called with ``rescale=False, resize=False, return_features=True``)
-   or an :class:`eval.i3d_model.InceptionI3d` state dict ``i3d_pretrained_400.pt``;
+   or an :class:`diffusion4d.eval.i3d_model.InceptionI3d` state dict ``i3d_pretrained_400.pt``;
 4. FVD = Frechet distance between Gaussians fitted to the predicted and the ground-truth
    feature sets (mean, covariance with ``ddof=1``)::
 
@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from eval.i3d_model import InceptionI3d
+from diffusion4d.eval.i3d_model import InceptionI3d
 
 FrameRule = Literal["resample", "first"]
 CLIP_FRAMES = 16

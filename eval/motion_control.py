@@ -21,7 +21,7 @@ import torch
 
 from diffusion4d.io import frames_to_float, read_clip
 from diffusion4d.motion import pixel_motion_magnitude
-from eval.samples import read_generation
+from diffusion4d.eval.samples import read_generation
 
 
 @dataclass

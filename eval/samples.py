@@ -5,7 +5,7 @@ Per asset / sample folder ``<DIR>/<uid>/``:
 * ``meta.json`` (curation): ``caption`` (:func:`diffusion4d.io.read_meta`, validated).
 * ``generation.json`` (``diffusion4d generate``): a :class:`diffusion4d.io.records.GenerationRecord`
   (prompt, motion magnitude, seed, input image, timings; docs/contracts.md "Records").
-* ``metrics.json`` (``diffusion4d reconstruct``): its ``timings`` (seconds per stage).
+* ``metrics.json`` (``diffusion4d reconstruct``): a :class:`diffusion4d.io.records.ReconMetrics` (timings).
 
 A file that exists but is damaged (not JSON, not an object, a field of the wrong type) is bad
 input: a ``UserError`` naming the file and the field (:class:`diffusion4d.io.InvalidInputError`).
@@ -15,14 +15,11 @@ prompt, motion or time recorded.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Optional
 
-from diffusion4d.io import InvalidInputError, read_json, read_meta
-from diffusion4d.io.records import GENERATION_FILE, GenerationRecord
-
-RECON_METRICS_FILE = "metrics.json"
+from diffusion4d.io import read_meta
+from diffusion4d.io.records import GENERATION_FILE, RECON_METRICS_FILE, GenerationRecord, ReconMetrics
 
 
 def read_generation(asset_dir: Path) -> Optional[GenerationRecord]:
@@ -30,31 +27,15 @@ def read_generation(asset_dir: Path) -> Optional[GenerationRecord]:
     return GenerationRecord.read(Path(asset_dir) / GENERATION_FILE)
 
 
-def read_recon_metrics(asset_dir: Path) -> Optional[Dict[str, Any]]:
-    """The reconstruction's ``metrics.json`` (None when absent; InvalidInputError when not a JSON object)."""
-    path = Path(asset_dir) / RECON_METRICS_FILE
-    if not path.is_file():
-        return None
-    data = read_json(path)
-    if not isinstance(data, dict):
-        raise InvalidInputError(f"{path}: must hold a JSON object, got {type(data).__name__}")
-    return data
+def read_recon_metrics(asset_dir: Path) -> Optional[ReconMetrics]:
+    """The reconstruction's ``metrics.json`` as a :class:`ReconMetrics` (None when absent;
+    InvalidInputError when damaged)."""
+    return ReconMetrics.read(Path(asset_dir) / RECON_METRICS_FILE)
 
 
-def _number(value: Any) -> Optional[float]:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
-def recon_seconds(metrics: Optional[Dict[str, Any]]) -> Optional[float]:
-    """Wall time of a reconstruction: the sum of the stage times in its ``metrics.json`` ``timings``."""
-    timings = (metrics or {}).get("timings")
-    if not isinstance(timings, dict):
-        return None
-    values = [v for v in (_number(x) for x in timings.values()) if v is not None]
-    return float(sum(values)) if values else None
+def recon_seconds(metrics: Optional[ReconMetrics]) -> Optional[float]:
+    """Wall time of a reconstruction (:meth:`ReconMetrics.seconds`), None when not recorded."""
+    return metrics.seconds() if metrics is not None else None
 
 
 def generation_seconds(record: Optional[GenerationRecord]) -> Optional[float]:

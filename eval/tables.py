@@ -18,7 +18,7 @@ import math
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from eval.results import METRIC_INFO, EvalResult, Summary
+from diffusion4d.eval.results import METRIC_INFO, EvalResult, Summary
 
 FORMATS = ("md", "csv", "tex", "json")
 

@@ -65,7 +65,7 @@ def write_tiny_i3d(path: PathLike, num_classes: int = 12, width: float = 1 / 16,
     Convolutions use Kaiming-normal initialisation so activations do not vanish through the
     network (PyTorch's default init shrinks them to ~1e-6 at the logits).
     """
-    from eval.i3d_model import InceptionI3d
+    from diffusion4d.eval.i3d_model import InceptionI3d
 
     torch.manual_seed(seed)
     net = InceptionI3d(num_classes=num_classes, width=width)

@@ -1,7 +1,7 @@
 """4D Gaussian reconstruction from orbital videos (coarse static fit + deformation field).
 
 Entry point: :func:`reconstruct` (``from recon import reconstruct``); command line:
-``diffusion4d reconstruct``. Rasterizer backends: :func:`recon.rasterize.rasterize`.
+``diffusion4d reconstruct``. Rasterizer backends: :func:`diffusion4d.recon.rasterize.rasterize`.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from typing import Any
 
 
 def reconstruct(*args: Any, **kwargs: Any) -> dict:
-    """See :func:`recon.pipeline.reconstruct` (imported lazily: torch loads only when called)."""
-    from recon.pipeline import reconstruct as _reconstruct
+    """See :func:`diffusion4d.recon.pipeline.reconstruct` (imported lazily: torch loads only when called)."""
+    from diffusion4d.recon.pipeline import reconstruct as _reconstruct
 
     return _reconstruct(*args, **kwargs)
 

@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from recon.pipeline import reconstruct
+    from diffusion4d.recon.pipeline import reconstruct
 
     metrics = reconstruct(
         args.input,
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "export", None) == "glb":
         from pathlib import Path
 
-        from recon.mesh_export import export_glb
+        from diffusion4d.recon.mesh_export import export_glb
 
         report = export_glb(args.output, Path(args.output) / "model.glb", viewer=True)
         metrics["export"] = {k: report.get(k) for k in ("glb", "viewer", "vertices", "bytes")}

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from recon.projection import quat_to_rotmat
+from diffusion4d.recon.projection import quat_to_rotmat
 
 #: coordinate pairs of the six planes: (x,y) (x,z) (y,z) (x,t) (y,t) (z,t)
 PLANE_AXES: List[Tuple[int, int]] = list(itertools.combinations(range(4), 2))

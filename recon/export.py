@@ -11,8 +11,8 @@ import torch
 from torch import Tensor
 
 from diffusion4d.io import atomic_write_json
-from recon.deformation import HexPlaneDeformation
-from recon.gaussians import GaussianModel
+from diffusion4d.recon.deformation import HexPlaneDeformation
+from diffusion4d.recon.gaussians import GaussianModel
 
 FORMAT_VERSION = 2
 

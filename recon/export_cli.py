@@ -10,7 +10,7 @@ HELP = "export a 4D Gaussian reconstruction as an animated glTF (.glb) mesh with
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from recon.mesh_export import DEFAULT_GRID, DEFAULT_ISO, DEFAULT_VERTICES
+    from diffusion4d.recon.mesh_export import DEFAULT_GRID, DEFAULT_ISO, DEFAULT_VERTICES
 
     parser.add_argument("--input", required=True, help="output folder of `diffusion4d reconstruct` (gaussians_4d.json + .safetensors)")
     parser.add_argument("--output", required=True, help="the .glb file to write (viewer.html and <name>.json go next to it)")
@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from diffusion4d.errors import UserError
-    from recon.mesh_export import export_glb
+    from diffusion4d.recon.mesh_export import export_glb
 
     out = Path(args.output)
     if out.suffix.lower() != ".glb":

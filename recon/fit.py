@@ -1,7 +1,7 @@
 """Fitting loops: static (coarse) Gaussians, per-frame offsets, and time deformation.
 
 Each loop is a function of (model, views, config) that optimises in place and returns the
-number of steps run; the order of the stages lives in :mod:`recon.pipeline`.
+number of steps run; the order of the stages lives in :mod:`diffusion4d.recon.pipeline`.
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ from torch import Tensor, nn
 
 from diffusion4d.io import frames_to_float, read_clip
 from diffusion4d.logging_utils import get_logger, progress
-from recon.deformation import HexPlaneDeformation, apply_local, apply_rigid, arap_loss, deform, knn_graph
-from recon.gaussians import GaussianModel
-from recon.losses import ssim
-from recon.optim import Adam
-from recon.rasterize import rasterize
-from recon.recon_config import DensifyConfig, ReconConfig
+from diffusion4d.recon.deformation import HexPlaneDeformation, apply_local, apply_rigid, arap_loss, deform, knn_graph
+from diffusion4d.recon.gaussians import GaussianModel
+from diffusion4d.recon.losses import ssim
+from diffusion4d.recon.optim import Adam
+from diffusion4d.recon.rasterize import rasterize
+from diffusion4d.recon.recon_config import DensifyConfig, ReconConfig
 
 log = get_logger(__name__)
 

@@ -22,7 +22,7 @@ from typing import Dict, Optional
 import torch
 from torch import Tensor, nn
 
-from recon.sh import num_sh_bases, rgb_to_sh0
+from diffusion4d.recon.sh import num_sh_bases, rgb_to_sh0
 
 
 def knn_mean_distance(points: Tensor, k: int = 3, chunk: int = 2048) -> Tensor:

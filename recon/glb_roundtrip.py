@@ -23,7 +23,7 @@ PathLike = Union[str, Path]
 def render_glb(glb: PathLike, cameras, msaa: int = 4) -> np.ndarray:
     """RGBA uint8 ``[N, H, W, 4]`` of ``glb`` from ``cameras`` (frame i at camera i, time i),
     without unit-box normalisation."""
-    from data_curation.render import AssetRenderer, Normalization
+    from diffusion4d.data_curation.render import AssetRenderer, Normalization
 
     r = AssetRenderer(glb, msaa=msaa)
     r.normalization = Normalization(center=np.zeros(3), scale=1.0, extent=1.0)
@@ -86,8 +86,8 @@ def write_procedural_clips(root: PathLike, index: int = 0, seed: int = 0, frames
                            elevation: float = 15.0) -> Path:
     """Procedural asset ``index`` -> ``<root>/<uid>/{asset.glb, dynamic, static}`` rendered by the
     fast renderer (curation's default t0 normalisation); returns the dynamic clip folder."""
-    from data_curation.procedural.assets import build_asset_glb, sample_asset_spec
-    from data_curation.render import render_clip
+    from diffusion4d.data_curation.procedural.assets import build_asset_glb, sample_asset_spec
+    from diffusion4d.data_curation.render import render_clip
     from diffusion4d.cameras import orbit_trajectory
     from diffusion4d.io import write_clip
 
@@ -112,8 +112,8 @@ def benchmark(output: PathLike, assets=(1, 4, 5, 0), size: int = 64, frames: int
     import subprocess
     import time
 
-    from recon import reconstruct
-    from recon.mesh_export import export_glb
+    from diffusion4d.recon import reconstruct
+    from diffusion4d.recon.mesh_export import export_glb
 
     output = Path(output)
     rows = []
@@ -140,7 +140,7 @@ def benchmark(output: PathLike, assets=(1, 4, 5, 0), size: int = 64, frames: int
     return rows
 
 
-if __name__ == "__main__":  # python -m recon.glb_roundtrip OUTPUT [assets=1,4,5,0] [size=64] [frames=12] [preset=demo]
+if __name__ == "__main__":  # python -m diffusion4d.recon.glb_roundtrip OUTPUT [assets=1,4,5,0] [size=64] [frames=12] [preset=demo]
     import sys
 
     kw = dict(a.split("=", 1) for a in sys.argv[2:])

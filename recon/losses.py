@@ -1,10 +1,11 @@
-"""Photometric losses for Gaussian fitting: L1, SSIM (differentiable, Gaussian window), optional LPIPS."""
+"""The differentiable SSIM term of the Gaussian fitting loss (Gaussian window, valid convolution).
+
+This is a training loss, not a metric: held-out PSNR/SSIM and LPIPS come from
+:mod:`diffusion4d.metrics`, the module every stage reports with.
+"""
 
 from __future__ import annotations
 
-import math
-import os
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -37,29 +38,3 @@ def ssim(a: Tensor, b: Tensor, window: int = 11, sigma: float = 1.5) -> Tensor:
     return s.mean()
 
 
-def psnr(a: Tensor, b: Tensor) -> float:
-    """PSNR in dB of images in [0, 1]."""
-    mse = F.mse_loss(a.clamp(0, 1), b.clamp(0, 1)).item()
-    return float("inf") if mse == 0 else -10.0 * math.log10(mse)
-
-
-def load_lpips(net: str = "alex") -> Optional[torch.nn.Module]:
-    """The ``lpips`` metric when its backbone weights are in the local torch hub cache, else None
-    (with one log line saying what is missing). Never downloads."""
-    try:
-        import lpips
-        import torchvision
-    except ImportError:
-        log.info("LPIPS loss skipped: the lpips package is not installed")
-        return None
-    weights = {"alex": torchvision.models.AlexNet_Weights.IMAGENET1K_V1, "vgg": torchvision.models.VGG16_Weights.IMAGENET1K_V1}
-    if net not in weights:
-        raise ValueError(f"unknown LPIPS net {net!r}; valid: alex, vgg")
-    path = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(weights[net].url))
-    if not os.path.isfile(path):
-        log.info("LPIPS loss skipped: backbone weights %s not found (put them there to enable it)", path)
-        return None
-    model = lpips.LPIPS(net=net, verbose=False).eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model

@@ -16,14 +16,14 @@
 4. **Colour**: per vertex, the kernel-weighted mean of the Gaussians' DC colours
    (``SH_C0 * sh0 + 0.5`` at the first frame's time, so the colour head is included), read by
    trilinear interpolation from the two accumulated grids. The training videos are lit by the
-   project's fixed light rig (:mod:`data_curation.render.lighting`), so the Gaussians hold
+   project's fixed light rig (:mod:`diffusion4d.data_curation.render.lighting`), so the Gaussians hold
    *lit* colours; with ``lighting="rig"`` (default) the exported base colour is that colour
    divided by the rig's shading at the vertex normal (``albedo = linear(rgb) / shading(n)``),
    so a renderer with the same rig (the curation renderer) reproduces the video, and other
    renderers light a plausible albedo. ``lighting="unlit"`` exports the lit colour as is and
    marks the material ``KHR_materials_unlit``.
 5. **Motion**: the mesh vertices are treated as tiny Gaussians at those positions and moved by
-   the model's own deformation code (:func:`recon.deformation.apply_local` then the rigid
+   the model's own deformation code (:func:`diffusion4d.recon.deformation.apply_local` then the rigid
    motion). The field's *local* offsets at frame ``i``'s time become morph target ``i``
    (POSITION deltas, and NORMAL deltas of the re-computed smooth normals), and the weights
    animation makes target ``i`` weigh 1 at frame ``i``'s time (LINEAR keys, one-hot). The
@@ -39,7 +39,7 @@
 The curation renderer normalises an asset into the unit box by its bounds at t0. The
 Gaussians already live in that box (they were fitted to curated clips), so the export is *not*
 rescaled; :func:`export_glb` reports the normalisation curation would apply
-(``curate_normalization``) and :mod:`recon.glb_roundtrip` renders with the identity instead.
+(``curate_normalization``) and :mod:`diffusion4d.recon.glb_roundtrip` renders with the identity instead.
 """
 
 from __future__ import annotations
@@ -74,8 +74,8 @@ _G2W = GLTF_TO_WORLD[:3, :3]
 class Model4D:
     """What the exporter needs: the model, its deformation field, frame times and duration."""
 
-    model: "object"  # recon.gaussians.GaussianModel
-    field: "object"  # recon.deformation.HexPlaneDeformation | None
+    model: "object"  # diffusion4d.recon.gaussians.GaussianModel
+    field: "object"  # diffusion4d.recon.deformation.HexPlaneDeformation | None
     times: np.ndarray  # [T] normalised frame times in [0, 1]
     duration_seconds: float
     source: str = ""
@@ -96,7 +96,7 @@ def load_model_4d(source: Union[str, Path, Model4D, tuple]) -> Model4D:
         times = np.asarray(source[2] if len(source) > 2 else [0.0], dtype=np.float64)
         duration = float(source[3]) if len(source) > 3 else 1.0
         return Model4D(model, field, times, duration, "objects")
-    from recon.export import load_4d
+    from diffusion4d.recon.export import load_4d
 
     folder = Path(source)
     if not (folder / "gaussians_4d.json").is_file():
@@ -125,7 +125,7 @@ def load_model_4d(source: Union[str, Path, Model4D, tuple]) -> Model4D:
 
 # ----------------------------------------------------------------------------- density grid
 def _covariance_inverse(quats: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
-    from recon.projection import quat_to_rotmat
+    from diffusion4d.recon.projection import quat_to_rotmat
 
     R = quat_to_rotmat(torch.nn.functional.normalize(quats, dim=-1))  # [N, 3, 3]
     inv_s2 = 1.0 / scales.clamp_min(1e-6).pow(2)
@@ -289,7 +289,7 @@ def _trilinear(values: np.ndarray, coords: np.ndarray) -> np.ndarray:
 
 def rig_shading(normals: np.ndarray) -> np.ndarray:
     """The curation renderer's light rig at world normals ``[V, 3]`` -> shading factor ``[V]``."""
-    from data_curation.render.lighting import DEFAULT_RIG
+    from diffusion4d.data_curation.render.lighting import DEFAULT_RIG
 
     dirs, ints = DEFAULT_RIG.arrays()
     return DEFAULT_RIG.ambient + np.clip(normals @ dirs.T.astype(np.float64), 0.0, None) @ ints.astype(np.float64)
@@ -353,7 +353,7 @@ def _rotmat_to_quat_xyzw(R: np.ndarray) -> np.ndarray:
 def vertex_motion(m: Model4D, verts: np.ndarray, chunk: int = 65536):
     """Per frame: local offsets ``[T, V, 3]`` (world, canonical frame) of the vertices, and the rigid
     transform ``[T, 4, 4]`` (world) applied after them (identity without a rigid motion)."""
-    from recon.deformation import apply_local
+    from diffusion4d.recon.deformation import apply_local
 
     T = len(m.times)
     v = torch.as_tensor(verts, dtype=torch.float32)
@@ -363,7 +363,7 @@ def vertex_motion(m: Model4D, verts: np.ndarray, chunk: int = 65536):
     if field is None:
         return offsets, rigid
     sh_bases = m.model.sh().shape[1]
-    from recon.projection import quat_to_rotmat
+    from diffusion4d.recon.projection import quat_to_rotmat
 
     for i, t in enumerate(m.times.tolist()):
         for s in range(0, len(verts), chunk):
@@ -388,7 +388,7 @@ class _Writer:
         import pygltflib as gl
 
         self.gl = gl
-        self.gltf = gl.GLTF2(asset=gl.Asset(generator="Diffusion4D recon.mesh_export", version="2.0"))
+        self.gltf = gl.GLTF2(asset=gl.Asset(generator="Diffusion4D diffusion4d.recon.mesh_export", version="2.0"))
         self.blob = bytearray()
 
     def view(self, data: bytes, target: Optional[int] = None, stride: Optional[int] = None) -> int:
@@ -587,7 +587,7 @@ def export_glb(source, out_path: Union[str, Path], *, vertices: int = DEFAULT_VE
             kernel-weighted colour only (also the behaviour without a re-rendered clip).
         max_bytes: when the file would be larger, the NORMAL morph targets are left out (the
             local deformation then does not turn the normals; the rigid motion still does). 0: no cap.
-        viewer: also write ``viewer.html`` next to the glb (:mod:`recon.viewer`).
+        viewer: also write ``viewer.html`` next to the glb (:mod:`diffusion4d.recon.viewer`).
 
     Returns:
         A report (also written as ``<out>.json``): vertices, faces, frames, file size, seconds, ...
@@ -599,14 +599,14 @@ def export_glb(source, out_path: Union[str, Path], *, vertices: int = DEFAULT_VE
         g = m.model.activated()
         g = {k: v.detach().float().cpu() for k, v in g.items()}
         if m.field is not None:
-            from recon.deformation import apply_local
+            from diffusion4d.recon.deformation import apply_local
 
             field_cpu = m.field.cpu()
             m.field = field_cpu
             sh0 = apply_local(g, field_cpu, float(m.times[0]))["sh"][:, 0]  # colour at the first frame's time
         else:
             sh0 = g["sh"][:, 0]
-    from recon.sh import SH_C0
+    from diffusion4d.recon.sh import SH_C0
 
     colours = (SH_C0 * sh0 + 0.5).clamp(0, 1)
     mesh = extract_mesh(g, colours, grid=grid, iso=iso, vertices=vertices)
@@ -645,7 +645,7 @@ def export_glb(source, out_path: Union[str, Path], *, vertices: int = DEFAULT_VE
         "seconds": {"mesh": t_mesh, "motion": t_motion, "total": time.perf_counter() - t_start},
     }
     if viewer:
-        from recon.viewer import write_viewer
+        from diffusion4d.recon.viewer import write_viewer
 
         try:
             report["viewer"] = str(write_viewer(out_path))
@@ -715,7 +715,7 @@ def bake_view_colours(verts_per_frame: np.ndarray, faces: np.ndarray, normals_pe
     summed weights ``[V]``; 0 where no view sees the vertex)."""
     import moderngl
 
-    from data_curation.render.fast import gl_context, projection_from_K
+    from diffusion4d.data_curation.render.fast import gl_context, projection_from_K
     from diffusion4d.cameras import opencv_to_opengl
 
     T, H, W = frames.shape[:3]

@@ -27,11 +27,13 @@ import torch
 from diffusion4d.cameras import look_at, orbit_position
 from diffusion4d.config import ConfigError, save_config
 from diffusion4d.errors import UserError
-from diffusion4d.io import atomic_write_json, read_cameras, write_clip
+from diffusion4d.io import read_cameras, write_clip
+from diffusion4d.io.records import RECON_METRICS_FILE, ReconMetrics
 from diffusion4d.logging_utils import get_logger, timed
-from recon.deformation import deform
-from recon.export import save_4d, write_ply, write_video
-from recon.fit import (
+from diffusion4d.metrics import load_lpips, psnr_per_frame, ssim_per_frame
+from diffusion4d.recon.deformation import deform
+from diffusion4d.recon.export import save_4d, write_ply, write_video
+from diffusion4d.recon.fit import (
     Views,
     fit_deformation,
     fit_static,
@@ -39,11 +41,10 @@ from recon.fit import (
     make_deformation,
     render_frames,
 )
-from recon.gaussians import GaussianModel
-from recon.losses import load_lpips, psnr, ssim
-from recon.rasterize import resolve_backend
-from recon.recon_config import ReconConfig, load_recon_config
-from recon.resume import COARSE_FILE, coarse_inputs, load_coarse, save_coarse
+from diffusion4d.recon.gaussians import GaussianModel
+from diffusion4d.recon.rasterize import resolve_backend
+from diffusion4d.recon.recon_config import ReconConfig, load_recon_config
+from diffusion4d.recon.resume import COARSE_FILE, coarse_inputs, load_coarse, save_coarse
 
 log = get_logger(__name__)
 PathLike = Union[str, Path]
@@ -107,7 +108,7 @@ def reconstruct(
         device: torch device (default: CUDA when available, else CPU).
         restart: ignore a finished stage saved in ``output_dir`` by an earlier run. Otherwise the
             coarse stage saved there (``coarse.safetensors``) is reused when it was made from the
-            same input clips and the same config (:mod:`recon.resume`), and refitted when not.
+            same input clips and the same config (:mod:`diffusion4d.recon.resume`), and refitted when not.
 
     Raises:
         UserError: bad input or config, or an exception inside a stage (the message names the
@@ -226,39 +227,41 @@ def reconstruct(
         def scores(index):
             if not index:
                 return None, None, []
-            per = [psnr(pred[[i]], dyn.images[[i]]) for i in index]
-            return float(np.mean(per)), float(ssim(pred[index], dyn.images[index])), per
+            a, b = pred[index].permute(0, 3, 1, 2).clamp(0, 1), dyn.images[index].permute(0, 3, 1, 2).clamp(0, 1)
+            per = [float(v) for v in psnr_per_frame(a, b)]
+            return float(np.mean(per)), float(ssim_per_frame(a, b).mean()), per
 
         psnr_h, ssim_h, per_h = scores(held)
         psnr_t, ssim_t, _ = scores(train_idx)
     with timed(timings, "export"), stage("export", clip_dir):
         _export(model, field, cfg, clip_dir, output_dir, dyn, temporal_source)
     timings["total"] = time.perf_counter() - t_start
-    metrics = {
-        "clip": str(clip_dir),
-        "static_clip": str(static_dir) if static_dir else None,
-        "mode": cfg.mode,
-        "preset": preset,
-        "backend": cfg.backend,
-        "device": str(dev),
-        "resolution": [dyn.width, dyn.height],
-        "num_frames": len(dyn),
-        "num_gaussians": len(model),
-        "holdout": cfg.holdout,
-        "heldout_frames": held,
-        "psnr_heldout": psnr_h,
-        "ssim_heldout": ssim_h,
-        "psnr_heldout_per_frame": per_h,
-        "psnr_train": psnr_t,
-        "ssim_train": ssim_t,
-        "iterations": {"coarse": cfg.coarse.iterations, "fine": cfg.fine.iterations,
-                       "offsets": cfg.freeze_time.offset_iterations if cfg.mode == "freeze_time" else 0},  # fmt: skip
-        "temporal_source": temporal_source,
-        "lpips_loss": lpips_model is not None,
-        "timings": timings,
-        "resumed": resumed,
-    }
-    atomic_write_json(output_dir / "metrics.json", metrics)
+    record = ReconMetrics(
+        clip=str(clip_dir),
+        static_clip=str(static_dir) if static_dir else None,
+        mode=cfg.mode,
+        preset=preset,
+        backend=cfg.backend,
+        device=str(dev),
+        resolution=[dyn.width, dyn.height],
+        num_frames=len(dyn),
+        num_gaussians=len(model),
+        holdout=cfg.holdout,
+        heldout_frames=held,
+        psnr_heldout=psnr_h,
+        ssim_heldout=ssim_h,
+        psnr_heldout_per_frame=per_h,
+        psnr_train=psnr_t,
+        ssim_train=ssim_t,
+        iterations={"coarse": cfg.coarse.iterations, "fine": cfg.fine.iterations,
+                    "offsets": cfg.freeze_time.offset_iterations if cfg.mode == "freeze_time" else 0},  # fmt: skip
+        temporal_source=temporal_source,
+        lpips_loss=lpips_model is not None,
+        timings=timings,
+        resumed=resumed,
+    )
+    record.write(output_dir / RECON_METRICS_FILE)
+    metrics = record.to_json()
     log.info("done in %.1f s: held-out PSNR %s, train PSNR %.2f dB", timings["total"],
              "n/a" if psnr_h is None else f"{psnr_h:.2f} dB", psnr_t)  # fmt: skip
     return metrics

@@ -10,12 +10,12 @@ backend:
   the tile, in depth order, and alpha-composites them front to back for all tile pixels at
   once (vectorised; tiles are batched in chunks of similar size);
 * ``"cpu"``: the same tiles and compositing rule in a compiled C++/OpenMP kernel
-  (:mod:`recon.cpu_kernel`, built at first use), one pixel at a time with early termination,
+  (:mod:`diffusion4d.recon.cpu_kernel`, built at first use), one pixel at a time with early termination,
   forward and backward; CPU tensors only;
 * ``"auto"``: gsplat when the tensors live on CUDA and gsplat imports, else ``cpu`` when the
   kernel builds (a C++ compiler is present), else ``torch``.
 
-The brute-force twin used by tests lives in :mod:`recon.rasterize_reference`.
+The brute-force twin used by tests lives in :mod:`diffusion4d.recon.rasterize_reference`.
 
 Compositing rule (3DGS / gsplat): ``alpha = min(alpha_max, o exp(-0.5 d^T Sigma^-1 d))``;
 Gaussians with ``alpha < 1/255`` are skipped; a pixel stops at the Gaussian that would bring
@@ -31,9 +31,9 @@ from typing import Any, Dict, List, Literal, Optional, Tuple, Union
 import torch
 from torch import Tensor
 
-from recon import cpu_kernel
-from recon.projection import ALPHA_THRESHOLD, camera_centers, project_gaussians
-from recon.sh import sh_to_rgb
+from diffusion4d.recon import cpu_kernel
+from diffusion4d.recon.projection import ALPHA_THRESHOLD, camera_centers, project_gaussians
+from diffusion4d.recon.sh import sh_to_rgb
 
 Backend = Literal["auto", "gsplat", "torch", "cpu"]
 BACKENDS: Tuple[str, ...] = ("auto", "gsplat", "torch", "cpu")

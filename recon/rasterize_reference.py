@@ -1,4 +1,4 @@
-"""Brute-force rasteriser: the slow, obvious twin of :func:`recon.rasterize.rasterize` (tests only).
+"""Brute-force rasteriser: the slow, obvious twin of :func:`diffusion4d.recon.rasterize.rasterize` (tests only).
 
 Every pixel meets every projected Gaussian, one Gaussian at a time in depth order, exactly
 as the compositing rule reads: no tiles, no bounding boxes, no batching tricks. It shares the
@@ -12,8 +12,8 @@ from typing import Optional, Tuple, Union
 import torch
 from torch import Tensor
 
-from recon.projection import ALPHA_THRESHOLD, project_gaussians
-from recon.rasterize import ALPHA_MAX, TRANSMITTANCE_MIN, resolve_colors
+from diffusion4d.recon.projection import ALPHA_THRESHOLD, project_gaussians
+from diffusion4d.recon.rasterize import ALPHA_MAX, TRANSMITTANCE_MIN, resolve_colors
 
 
 def rasterize_dense(

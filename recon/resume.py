@@ -22,8 +22,8 @@ from typing import Dict, List, Mapping, Optional, Tuple
 import torch
 
 from diffusion4d.logging_utils import get_logger
-from recon.gaussians import GaussianModel
-from recon.recon_config import ReconConfig
+from diffusion4d.recon.gaussians import GaussianModel
+from diffusion4d.recon.recon_config import ReconConfig
 
 log = get_logger(__name__)
 

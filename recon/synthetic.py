@@ -16,8 +16,8 @@ import torch
 
 from diffusion4d.cameras import CameraTrajectory, orbit_trajectory
 from diffusion4d.io import write_clip
-from recon.projection import quat_to_rotmat
-from recon.rasterize import rasterize
+from diffusion4d.recon.projection import quat_to_rotmat
+from diffusion4d.recon.rasterize import rasterize
 
 
 def synthetic_scene(num: int = 400, seed: int = 0) -> Dict[str, torch.Tensor]:

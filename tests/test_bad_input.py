@@ -245,7 +245,7 @@ def _main(argv, capsys):
     """Run ``diffusion4d <argv>`` in process: (exit status, stdout, stderr lines)."""
     import logging
 
-    from diffusion4d.cli import main
+    from diffusion4d.app import main
 
     def drop_handlers():  # the CLI's log handler binds the stderr of its time: rebind it to this test's
         root = logging.getLogger()
@@ -278,7 +278,7 @@ def test_argparse_errors_are_one_line(argv, capsys):
 
 
 def test_captions_bom_is_handled(tmp_path):
-    from data_curation.sources import read_captions_csv
+    from diffusion4d.data_curation.sources import read_captions_csv
 
     (tmp_path / "c.csv").write_bytes('\ufeffu1,"a robot, waving"\n\nu2,a cube\n'.encode("utf-8"))
     assert read_captions_csv(tmp_path / "c.csv") == {"u1": "a robot, waving", "u2": "a cube"}
@@ -291,7 +291,7 @@ def test_captions_bom_is_handled(tmp_path):
     ('u1,ok\nu2,"a"b"\n', "c.csv:2: malformed CSV row"),
 ])
 def test_captions_errors_name_file_and_line(tmp_path, text, expected):
-    from data_curation.sources import read_captions_csv
+    from diffusion4d.data_curation.sources import read_captions_csv
 
     (tmp_path / "c.csv").write_text(text)
     with pytest.raises(UserError, match=expected.replace("(", r"\(")):
@@ -352,7 +352,7 @@ def test_evaluate_damaged_clip(library, tmp_path, capsys, case, side):
 
 @pytest.mark.parametrize("case", ["meta_not_json", "meta_list"])
 def test_evaluate_caption_reader_refuses_damaged_meta(library, case):
-    from eval.samples import caption_of
+    from diffusion4d.eval.samples import caption_of
 
     assert caption_of(library["valid"] / "asset", None) == "a cube"
     with pytest.raises(UserError, match="meta.json"):
@@ -360,7 +360,7 @@ def test_evaluate_caption_reader_refuses_damaged_meta(library, case):
 
 
 def test_evaluate_damaged_generation_json(library, tmp_path):
-    from eval.samples import read_generation
+    from diffusion4d.eval.samples import read_generation
 
     (tmp_path / "generation.json").write_text('{"prompt": "a robot", ')
     with pytest.raises(UserError, match="generation.json: not valid JSON"):
@@ -483,9 +483,9 @@ def test_other_bad_arguments(tmp_path, capsys, argv, expected):
 def test_unsafe_uids_never_leave_the_output(tmp_path, capsys):
     """Unsafe names through the procedural-free path: a uid list of hostile names, no Objaverse index
     needed (they fail at the gate before the source is consulted)."""
-    from data_curation.curate_asset import AssetTask
-    from data_curation.curate_config import CurateConfig
-    from data_curation.runner import run_curation
+    from diffusion4d.data_curation.curate_asset import AssetTask
+    from diffusion4d.data_curation.curate_config import CurateConfig
+    from diffusion4d.data_curation.runner import run_curation
     from diffusion4d.io import read_manifest
 
     out = tmp_path / "work" / "out"
@@ -522,7 +522,7 @@ def test_subprocess_bad_input_is_one_line(library, tmp_path):
 @pytest.mark.parametrize("case", ["meta_infinite_motion", "meta_not_json"])
 def test_training_records_inherit_meta_checks(library, tmp_path, case):
     from diffusion4d.io import ManifestRecord, ManifestWriter
-    from train.orbit_dataset import load_orbit_records
+    from diffusion4d.train.orbit_dataset import load_orbit_records
 
     root = tmp_path / "data"
     shutil.copytree(library[case], root)
@@ -533,7 +533,7 @@ def test_training_records_inherit_meta_checks(library, tmp_path, case):
 
 @pytest.mark.parametrize("case", ["zero_byte_png", "singular_c2w", "wrong_size_frame"])
 def test_training_frames_inherit_clip_checks(library, case):
-    from train.orbit_dataset import _load_frames
+    from diffusion4d.train.orbit_dataset import _load_frames
 
     with pytest.raises(UserError, match=CLIP_CASES[case][1].split(":")[0].replace("[", r"\[").replace(".", r"\.")):
         _load_frames(library[case] / "asset" / "dynamic", np.arange(N), SIZE)

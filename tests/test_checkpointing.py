@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from diffusion4d.errors import UserError
-from train.checkpointing import (COMPLETE_MARKER, is_complete, list_checkpoints, remove_stale_temporaries, resolve_resume,
+from diffusion4d.train.checkpointing import (COMPLETE_MARKER, is_complete, list_checkpoints, remove_stale_temporaries, resolve_resume,
                                  save_checkpoint, step_of)
 
 
@@ -79,11 +79,11 @@ def test_incomplete_checkpoints_are_skipped(tmp_path, caplog):
 
 def test_latest_without_checkpoint_warns(tmp_path, caplog):
     (tmp_path / "checkpoint-2" / "accelerate_state").mkdir(parents=True)
-    with caplog.at_level(logging.WARNING, logger="train.checkpointing"):
+    with caplog.at_level(logging.WARNING, logger="diffusion4d.train.checkpointing"):
         assert resolve_resume(tmp_path, "latest") is None
     assert "no complete checkpoint" in caplog.text and "checkpoint-2" in caplog.text
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="train.checkpointing"):
+    with caplog.at_level(logging.WARNING, logger="diffusion4d.train.checkpointing"):
         assert resolve_resume(tmp_path / "empty", "latest") is None
     assert "no complete checkpoint" in caplog.text
     assert resolve_resume(tmp_path, None) is None and resolve_resume(tmp_path, "") is None

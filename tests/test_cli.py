@@ -4,7 +4,7 @@ import types
 
 import pytest
 
-from diffusion4d import cli
+from diffusion4d import app as cli
 
 
 def test_help_lists_only_installed_commands(capsys):
@@ -40,7 +40,7 @@ def test_python_dash_m_entry_point():
 
 
 def test_a_command_that_cannot_load_says_why_in_one_line(monkeypatch, capsys):
-    import diffusion4d.cli as cli
+    import diffusion4d.app as cli
 
     monkeypatch.setitem(cli.COMMAND_MODULES, "broken", "diffusion4d.no_such_module_here")
     assert cli.main(["broken", "--input", "x"]) == 2

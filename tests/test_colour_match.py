@@ -1,9 +1,9 @@
-"""eval.colour_match: mean foreground colour and nearest-asset rank, against hand-made frames."""
+"""diffusion4d.eval.colour_match: mean foreground colour and nearest-asset rank, against hand-made frames."""
 
 import numpy as np
 import pytest
 
-from eval.colour_match import colour_match, foreground_mean_colour, summary
+from diffusion4d.eval.colour_match import colour_match, foreground_mean_colour, summary
 
 
 def _square(rgb, size=16, frames=2):

@@ -22,7 +22,7 @@ def _env():
 
 
 def _curate(out, *extra, n=3, capsys=None):
-    from diffusion4d.cli import main
+    from diffusion4d.app import main
 
     try:
         code = main(["-q", "curate", "--procedural", str(n), "--output", str(out), *FAST, *extra])
@@ -98,7 +98,7 @@ def test_stale_temporaries_are_cleaned_and_rerun_with_other_settings_refused(tmp
     capsys.readouterr()
     # other render settings on the same output: one line naming them, nothing changes
     before = sorted(str(p) for p in out.rglob("*"))
-    from diffusion4d.cli import main
+    from diffusion4d.app import main
 
     code = main(["curate", "--procedural", "2", "--output", str(out), *FAST[:2], "--resolution", "24",
                  *FAST[4:], "--set", "render.fov=40"])
@@ -111,7 +111,7 @@ def test_stale_temporaries_are_cleaned_and_rerun_with_other_settings_refused(tmp
 
 
 def test_shards_of_one_output_do_not_exclude_each_other(tmp_path):
-    from data_curation.runner import curation_lock, lock_path
+    from diffusion4d.data_curation.runner import curation_lock, lock_path
 
     out = tmp_path / "out"
     with curation_lock(out, "0/2", wait=0), curation_lock(out, "1/2", wait=0):

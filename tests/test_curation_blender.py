@@ -8,8 +8,8 @@ import shutil
 import numpy as np
 import pytest
 
-from data_curation import render_clip
-from data_curation.render.blender import BlenderNotFound, find_blender
+from diffusion4d.data_curation import render_clip
+from diffusion4d.data_curation.render.blender import BlenderNotFound, find_blender
 from diffusion4d.cameras import orbit_trajectory
 
 needs_blender = pytest.mark.skipif(shutil.which("blender") is None, reason="no Blender installed")
@@ -24,7 +24,7 @@ def test_missing_blender_is_one_clear_error(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("index", [0, 4])  # rigid rotation (textured cube) and morph targets
 def test_fast_and_blender_silhouettes_agree(tmp_path, index):
-    from data_curation.procedural import build_asset_glb, sample_asset_spec
+    from diffusion4d.data_curation.procedural import build_asset_glb, sample_asset_spec
 
     spec = sample_asset_spec(0, index)
     path = tmp_path / f"{spec.uid}.glb"

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from data_curation.executors import run_local
-from data_curation.gltf.craft import GltfCraft, cube
-from data_curation.rules import border_touch, empty_render_rule, out_of_frame_rule
-from data_curation.sources import select_shard, shard_of
-from diffusion4d.cli import main
+from diffusion4d.data_curation.executors import run_local
+from diffusion4d.data_curation.gltf.craft import GltfCraft, cube
+from diffusion4d.data_curation.rules import border_touch, empty_render_rule, out_of_frame_rule
+from diffusion4d.data_curation.sources import select_shard, shard_of
+from diffusion4d.app import main
 from diffusion4d.io import read_clip, read_manifest, read_meta
 
 SMALL = ["--frames", "4", "--resolution", "32", "--workers", "0", "--orbits-per-asset", "2"]
@@ -130,7 +130,7 @@ def test_bad_config_is_one_line_user_error(tmp_path, capsys):
 
 
 def test_shards_partition_uids():
-    from data_curation.curate_asset import AssetTask
+    from diffusion4d.data_curation.curate_asset import AssetTask
 
     tasks = [AssetTask(f"uid{i}", None, "local") for i in range(50)]
     parts = [select_shard(tasks, f"{i}/3") for i in range(3)]
@@ -144,7 +144,7 @@ def _sleepy(task, cfg):
 
 
 def test_local_executor_kills_hung_worker(tmp_path):
-    from data_curation.curate_asset import AssetTask
+    from diffusion4d.data_curation.curate_asset import AssetTask
 
     tasks = [AssetTask("slow", None, "local", extra={"sleep": 60}), AssetTask("quick", None, "local", extra={"sleep": 0})]
     start = time.monotonic()
@@ -230,9 +230,9 @@ def test_objaverse_mirror_and_captions_csv(tmp_path, capsys):
 @pytest.mark.slow
 def test_ray_executor_local_instance(tmp_path):
     ray = pytest.importorskip("ray")
-    from data_curation.curate_asset import AssetTask, curate_asset
-    from data_curation.curate_config import CurateConfig
-    from data_curation.executors import run_ray
+    from diffusion4d.data_curation.curate_asset import AssetTask, curate_asset
+    from diffusion4d.data_curation.curate_config import CurateConfig
+    from diffusion4d.data_curation.executors import run_ray
 
     for k in range(2):
         (tmp_path / f"r{k}.glb").write_bytes(_animated_cube().to_glb())
@@ -250,7 +250,7 @@ def test_ray_executor_local_instance(tmp_path):
 
 
 def test_overrides_are_positional_like_every_command_and_set_still_works(tmp_path):
-    from data_curation.cli import add_arguments, build_config
+    from diffusion4d.data_curation.cli import add_arguments, build_config
     import argparse
 
     p = argparse.ArgumentParser()

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 from scipy.spatial.transform import Rotation, Slerp
 
-from data_curation.gltf import AssetError, Sampler, hermite, load_scene, skin_vertices, skin_vertices_reference, slerp
-from data_curation.gltf.craft import GltfCraft, cube
+from diffusion4d.data_curation.gltf import AssetError, Sampler, hermite, load_scene, skin_vertices, skin_vertices_reference, slerp
+from diffusion4d.data_curation.gltf.craft import GltfCraft, cube
 from diffusion4d.cameras import GLTF_TO_WORLD
 
 

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from data_curation import render_clip
-from data_curation.gltf.craft import GltfCraft
-from data_curation.render import AssetRenderer
-from data_curation.render.fast import projection_from_K
-from data_curation.render.lighting import DEFAULT_RIG, shade, srgb_to_linear
+from diffusion4d.data_curation import render_clip
+from diffusion4d.data_curation.gltf.craft import GltfCraft
+from diffusion4d.data_curation.render import AssetRenderer
+from diffusion4d.data_curation.render.fast import projection_from_K
+from diffusion4d.data_curation.render.lighting import DEFAULT_RIG, shade, srgb_to_linear
 from diffusion4d.cameras import CameraFrame, CameraTrajectory, GLTF_TO_WORLD, look_at, orbit_trajectory, project
 
 W = H = 64

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from diffusion4d.cli.browser_check import find_chromium
+from diffusion4d.app.browser_check import find_chromium
 
 
 @pytest.mark.slow

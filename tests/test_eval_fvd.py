@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from eval.fvd_metric import (
+from diffusion4d.eval.fvd_metric import (
     clip_indices,
     frechet_distance,
     frechet_distance_reference,
@@ -13,8 +13,8 @@ from eval.fvd_metric import (
     load_detector,
     preprocess,
 )
-from eval.i3d_model import InceptionI3d
-from eval.testing_utils import write_tiny_i3d
+from diffusion4d.eval.i3d_model import InceptionI3d
+from diffusion4d.eval.testing_utils import write_tiny_i3d
 
 
 @pytest.mark.parametrize("n1,n2,dim,shift", [(200, 150, 8, 0.0), (300, 300, 16, 0.7), (50, 80, 4, 3.0)])

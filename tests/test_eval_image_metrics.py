@@ -7,9 +7,9 @@ import pytest
 import torch
 from scipy.signal import correlate2d
 
-from eval import weights as W
+from diffusion4d import weights as W
 from diffusion4d.metrics import match_size, psnr_per_frame, ssim_per_frame, to_tensor
-from eval.testing_utils import write_random_lpips_backbone
+from diffusion4d.eval.testing_utils import write_random_lpips_backbone
 
 
 def _psnr_direct(a: np.ndarray, b: np.ndarray) -> float:
@@ -70,7 +70,7 @@ def test_match_size_and_white_background_input():
 
 
 def test_lpips_plumbing_with_a_random_backbone(tmp_path, monkeypatch):
-    from eval.lpips_metric import build_lpips, lpips_per_frame
+    from diffusion4d.metrics import build_lpips, lpips_per_frame
 
     monkeypatch.delenv(W.ENV_VAR, raising=False)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
@@ -93,7 +93,7 @@ def test_lpips_plumbing_with_a_random_backbone(tmp_path, monkeypatch):
 
 
 def test_lpips_rejects_a_wrong_checkpoint(tmp_path):
-    from eval.lpips_metric import build_lpips
+    from diffusion4d.metrics import build_lpips
 
     torch.save({"features.0.weight": torch.zeros(1)}, tmp_path / "bad.pth")
     with pytest.raises(ValueError, match="features.0.weight"):

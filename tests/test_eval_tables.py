@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from eval.results import EvalResult, Summary, summarize
-from eval.tables import FORMATS, write_tables
+from diffusion4d.eval.results import EvalResult, Summary, summarize
+from diffusion4d.eval.tables import FORMATS, write_tables
 
 GOLDEN = Path(__file__).parent / "golden" / "eval"
 FILES = ["metrics.md", "summary.csv", "per_asset.csv", "motion.csv", "metrics.tex", "metrics.json"]

@@ -40,8 +40,8 @@ def _validate(paths):
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory):
     """A procedural asset (a cone moving in a circle) curated to 24 px clips and reconstructed."""
-    from recon import reconstruct
-    from recon.glb_roundtrip import write_procedural_clips
+    from diffusion4d.recon import reconstruct
+    from diffusion4d.recon.glb_roundtrip import write_procedural_clips
 
     root = tmp_path_factory.mktemp("export")
     clip = write_procedural_clips(root, index=1, frames=6, size=24)
@@ -54,7 +54,7 @@ def fitted(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def exported(fitted):
-    from recon.mesh_export import export_glb
+    from diffusion4d.recon.mesh_export import export_glb
 
     clip, out = fitted
     report = export_glb(out, out / "export" / "model.glb", vertices=3000, grid=48)
@@ -62,9 +62,9 @@ def exported(fitted):
 
 
 def test_export_round_trip(exported):
-    from data_curation.gltf import load_scene
+    from diffusion4d.data_curation.gltf import load_scene
     from diffusion4d.io import read_cameras
-    from recon.glb_roundtrip import roundtrip
+    from diffusion4d.recon.glb_roundtrip import roundtrip
 
     clip, out, report = exported
     glb = Path(report["glb"])
@@ -94,8 +94,8 @@ def test_export_passes_khronos_validator(exported):
 
 def _known_model(seed: int = 0):
     """A blob of Gaussians off the origin + a field with random local offsets and a rigid spin."""
-    from recon.deformation import HexPlaneDeformation
-    from recon.gaussians import GaussianModel
+    from diffusion4d.recon.deformation import HexPlaneDeformation
+    from diffusion4d.recon.gaussians import GaussianModel
 
     g = torch.Generator().manual_seed(seed)
     centre = torch.tensor([0.15, -0.1, 0.05])
@@ -120,9 +120,9 @@ def _known_model(seed: int = 0):
 def test_pose_matches_the_model_deformation_and_world_frame(tmp_path):
     """Loading the export and posing it at frame i's time == moving its t0... canonical vertices with
     the model's own deform code (local offsets then the rigid motion), in our Z-up world."""
-    from data_curation.gltf import load_scene
-    from recon.deformation import apply_local, apply_rigid
-    from recon.mesh_export import export_glb
+    from diffusion4d.data_curation.gltf import load_scene
+    from diffusion4d.recon.deformation import apply_local, apply_rigid
+    from diffusion4d.recon.mesh_export import export_glb
 
     model, field, centre = _known_model()
     times = np.linspace(0, 1, 7)
@@ -152,13 +152,13 @@ def test_pose_matches_the_model_deformation_and_world_frame(tmp_path):
 
 
 def test_export_without_rigid_motion_and_unlit(tmp_path):
-    from recon.gaussians import GaussianModel
-    from recon.mesh_export import export_glb
+    from diffusion4d.recon.gaussians import GaussianModel
+    from diffusion4d.recon.mesh_export import export_glb
 
     model = GaussianModel.from_points(torch.randn(300, 3) * 0.1, sh_degree=0, init_opacity=0.9)
     report = export_glb((model, None), tmp_path / "s.glb", vertices=500, grid=32, lighting="unlit", colour="kernel")
     assert report["frames"] == 1 and report["morph_targets"] == 0 and report["vertices"] <= 525
-    from data_curation.gltf import load_document, load_scene
+    from diffusion4d.data_curation.gltf import load_document, load_scene
 
     assert load_scene(tmp_path / "s.glb").animation is None
     doc = load_document(tmp_path / "s.glb")
@@ -168,7 +168,7 @@ def test_export_without_rigid_motion_and_unlit(tmp_path):
 def test_vertex_clustering_fallback():
     from skimage.measure import marching_cubes
 
-    from recon.mesh_export import cluster_vertices
+    from diffusion4d.recon.mesh_export import cluster_vertices
 
     x = np.linspace(-1, 1, 40)
     field = np.sqrt((x[:, None, None] ** 2 + x[None, :, None] ** 2 + x[None, None, :] ** 2))
@@ -178,7 +178,7 @@ def test_vertex_clustering_fallback():
 
 
 def test_cli_export(exported, tmp_path, capsys):
-    from diffusion4d.cli import main
+    from diffusion4d.app import main
 
     _, out, _ = exported
     rc = main(["export", "--input", str(out), "--output", str(tmp_path / "cli.glb"), "--vertices", "800", "--grid", "32", "--no-viewer"])
@@ -194,7 +194,7 @@ def test_cli_export(exported, tmp_path, capsys):
 def test_reconstruct_export_glb(exported, capsys):
     """`diffusion4d reconstruct --export glb` writes OUTPUT/model.glb after the fit (the coarse
     stage saved by the fixture's run is reused)."""
-    from diffusion4d.cli import main
+    from diffusion4d.app import main
 
     clip, out, _ = exported
     rc = main(["reconstruct", "--input", str(clip), "--output", str(out), "--preset", "test", "--backend", "torch",

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from diffusion4d.cli import main
+from diffusion4d.app import main
 from diffusion4d.io import read_clip
 
 
@@ -54,7 +54,7 @@ def test_text_motion_sweep_writes_every_output(checkpoints, tmp_path, capsys):
 
 
 def test_image_and_static_3d_inputs(checkpoints, tmp_path, capsys):
-    from data_curation.procedural import generate_assets
+    from diffusion4d.data_curation.procedural import generate_assets
 
     asset = generate_assets(tmp_path / "assets", 1, seed=0)[0].path
     rgba = np.zeros((40, 60, 4), np.uint8)
@@ -82,7 +82,7 @@ def test_image_and_static_3d_inputs(checkpoints, tmp_path, capsys):
 
 
 def test_reconstruct_hands_the_clip_to_recon(checkpoints, tmp_path, capsys, monkeypatch):
-    import recon
+    import diffusion4d.recon
 
     calls = []
 
@@ -90,7 +90,7 @@ def test_reconstruct_hands_the_clip_to_recon(checkpoints, tmp_path, capsys, monk
         calls.append((clip_dir, output_dir, kwargs))
         return {"psnr": 1.0}
 
-    monkeypatch.setattr(recon, "reconstruct", fake_reconstruct)
+    monkeypatch.setattr(diffusion4d.recon, "reconstruct", fake_reconstruct)
     out = tmp_path / "out"
     code, _, err = _generate(
         ["--model", str(checkpoints / "text"), "--prompt", "x", "--steps", "1", "--guidance", "0", "0",
@@ -134,7 +134,7 @@ def test_bad_input_exits_2_with_one_line(checkpoints, tmp_path, capsys, argv, me
 def test_settings_come_from_a_preset_overrides_and_flags_in_that_order(tmp_path):
     import argparse
 
-    from diffusion4d.cli.generate import add_arguments, resolve_settings
+    from diffusion4d.app.generate import add_arguments, resolve_settings
 
     p = argparse.ArgumentParser()
     add_arguments(p)
@@ -150,7 +150,7 @@ def test_settings_come_from_a_preset_overrides_and_flags_in_that_order(tmp_path)
 
 
 def test_unknown_settings_key_is_one_line(tmp_path, capsys):
-    from diffusion4d.cli import main
+    from diffusion4d.app import main
 
     assert main(["generate", "--model", str(tmp_path), "--output", str(tmp_path / "o"), "--prompt", "x", "nope=1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 
-from diffusion4d.cli import main
-from train.finetune import main as train_main
-from train.trainer import LOCK_FILE
+from diffusion4d.app import main
+from diffusion4d.train.finetune import main as train_main
+from diffusion4d.train.trainer import LOCK_FILE
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -29,10 +29,10 @@ def test_names_and_paths_resolve_to_the_shipped_files(tmp_path, monkeypatch):
 
 
 def test_every_shipped_preset_loads_into_its_config():
-    from data_curation.curate_config import CurateConfig
-    from diffusion4d.cli.demo import DemoConfig
-    from diffusion4d.cli.generate import GenerateConfig
-    from train.train_config import TrainConfig
+    from diffusion4d.data_curation.curate_config import CurateConfig
+    from diffusion4d.app.demo import DemoConfig
+    from diffusion4d.app.generate import GenerateConfig
+    from diffusion4d.train.train_config import TrainConfig
 
     for stage, cls in (("train", TrainConfig), ("curation", CurateConfig), ("demo", DemoConfig), ("generate", GenerateConfig)):
         names = list_presets(stage)
@@ -65,6 +65,19 @@ def test_the_wheel_ships_the_presets_and_runs_from_a_fresh_environment(tmp_path)
         "for stage in ('train', 'curation', 'demo', 'recon', 'generate'):\n"
         "    names = list_presets(stage); assert names, stage\n"
         "    for n in names: assert resolve_preset(stage, n).is_file()\n"
+        "from diffusion4d.config import load_config\n"
+        "from diffusion4d.train.train_config import TrainConfig\n"
+        "from diffusion4d.data_curation.curate_config import CurateConfig\n"
+        "from diffusion4d.app.demo_config import DemoConfig\n"
+        "from diffusion4d.app.generate_config import GenerateConfig\n"
+        "from diffusion4d.recon.recon_config import load_recon_config\n"
+        "for stage, cls in (('train', TrainConfig), ('curation', CurateConfig), ('demo', DemoConfig), ('generate', GenerateConfig)):\n"
+        "    for n in list_presets(stage): load_config(cls, resolve_preset(stage, n))\n"
+        "for n in list_presets('recon'): load_recon_config(n)\n"
+        "import importlib.util as u\n"
+        "import diffusion4d.train, diffusion4d.recon, diffusion4d.eval, diffusion4d.data_curation, diffusion4d.app\n"
+        "assert all('site-packages' in m.__file__ for m in (diffusion4d.train, diffusion4d.recon, diffusion4d.eval, diffusion4d.data_curation, diffusion4d.app))\n"
+        "assert [n for n in ('train', 'eval', 'recon', 'data_curation', 'app') if u.find_spec(n)] == []\n"
         "print('ok')\n"
     )
     run = lambda args: subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, timeout=300,  # noqa: E731
@@ -72,6 +85,8 @@ def test_the_wheel_ships_the_presets_and_runs_from_a_fresh_environment(tmp_path)
     out = run([str(py), "-c", code])
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
     out = run([str(py), "-m", "diffusion4d", "--help"])
-    assert out.returncode == 0 and "generate" in out.stdout and "demo" in out.stdout, out.stderr[-2000:]
+    assert out.returncode == 0 and all(c in out.stdout for c in ("generate", "demo", "train", "evaluate")), out.stderr[-2000:]
+    out = run([str(py), "-m", "diffusion4d", "train", "--help"])
+    assert out.returncode == 0 and "--resume" in out.stdout, out.stderr[-2000:]
     out = run([str(py), "-m", "diffusion4d", "assets", "--output", str(tmp_path / "assets"), "--count", "2"])
     assert out.returncode == 0 and len(list((tmp_path / "assets").glob("*.glb"))) == 2, out.stderr[-2000:]

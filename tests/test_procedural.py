@@ -1,4 +1,4 @@
-"""Tests of the procedural animated asset generator (data_curation.procedural)."""
+"""Tests of the procedural animated asset generator (diffusion4d.data_curation.procedural)."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ import numpy as np
 import pygltflib
 import pytest
 
-from data_curation.procedural import (MOTION_FAMILIES, build_asset_glb, caption_for,
+from diffusion4d.data_curation.procedural import (MOTION_FAMILIES, build_asset_glb, caption_for,
                                       generate_assets, sample_asset_spec)
-from data_curation.procedural.assets import FAMILIES
-from data_curation.procedural.spec import MOTION_BOX_HALF
+from diffusion4d.data_curation.procedural.assets import FAMILIES
+from diffusion4d.data_curation.procedural.spec import MOTION_BOX_HALF
 
 REPO = Path(__file__).resolve().parents[1]
 VALIDATOR = REPO / "tools" / "gltf_validator"
@@ -286,7 +286,7 @@ def test_khronos_validator_reports_no_errors(which: str, request) -> None:
 
 # -- command line -----------------------------------------------------------------------------
 def test_cli_module_run(tmp_path: Path) -> None:
-    from data_curation.procedural import cli
+    from diffusion4d.data_curation.procedural import cli
     from diffusion4d.errors import UserError
 
     parser = argparse.ArgumentParser()

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from data_curation.real_assets import KINDS, RealAssetsUnavailable, asset_list, fetch, main as fetch_main
+from diffusion4d.data_curation.real_assets import KINDS, RealAssetsUnavailable, asset_list, fetch, main as fetch_main
 from diffusion4d.io import read_manifest
 
 
@@ -40,8 +40,8 @@ def real_assets(tmp_path_factory):
 
 @pytest.mark.slow
 def test_real_assets_curate_at_tiny_size_and_one_reconstructs(real_assets, tmp_path):
-    from diffusion4d.cli import main as cli
-    from recon import reconstruct
+    from diffusion4d.app import main as cli
+    from diffusion4d.recon import reconstruct
 
     folder, got = real_assets
     kinds = {a.name: a.kind for a in asset_list()}

@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from diffusion4d.io import read_clip
-from recon.deformation import HexPlaneDeformation, arap_loss, deform, knn_graph
-from recon.export import ply_fields, read_ply, write_ply
-from recon.gaussians import GaussianModel
-from recon.pipeline import holdout_indices
-from recon.recon_config import load_recon_config, preset_names
-from recon.synthetic import write_synthetic_asset
+from diffusion4d.recon.deformation import HexPlaneDeformation, arap_loss, deform, knn_graph
+from diffusion4d.recon.export import ply_fields, read_ply, write_ply
+from diffusion4d.recon.gaussians import GaussianModel
+from diffusion4d.recon.pipeline import holdout_indices
+from diffusion4d.recon.recon_config import load_recon_config, preset_names
+from diffusion4d.recon.synthetic import write_synthetic_asset
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +26,8 @@ def asset(tmp_path_factory):
 def test_reconstruct_orbit_end_to_end(asset, tmp_path):
     from plyfile import PlyData
 
-    from diffusion4d.cli import main
-    from recon.export import load_4d
+    from diffusion4d.app import main
+    from diffusion4d.recon.export import load_4d
 
     out = tmp_path / "out"
     rc = main(["reconstruct", "--input", str(asset), "--output", str(out), "--preset", "test", "--backend", "torch", "--holdout", "4"])
@@ -60,7 +60,7 @@ def test_reconstruct_orbit_end_to_end(asset, tmp_path):
 
 @pytest.mark.slow
 def test_reconstruct_freeze_time(asset, tmp_path):
-    from recon import reconstruct
+    from diffusion4d.recon import reconstruct
 
     out = tmp_path / "ft"
     metrics = reconstruct(asset, out, preset="test", backend="torch", mode="freeze_time",
@@ -71,7 +71,7 @@ def test_reconstruct_freeze_time(asset, tmp_path):
 
 
 def test_cli_bad_input_exits_2(tmp_path, capsys):
-    from diffusion4d.cli import main
+    from diffusion4d.app import main
 
     assert main(["reconstruct", "--input", str(tmp_path), "--output", str(tmp_path / "o")]) == 2
     assert "not a clip folder" in capsys.readouterr().err
@@ -114,7 +114,7 @@ def test_deformation_starts_at_identity_and_arap():
 
 
 def test_adam_matches_torch_adam():
-    from recon.optim import Adam
+    from diffusion4d.recon.optim import Adam
 
     g = torch.Generator().manual_seed(0)
     a = torch.randn(5, 3, generator=g).requires_grad_(True)

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from diffusion4d.cameras import orbit_trajectory
-from recon.projection import covariance_3d, project_gaussians
-from recon import cpu_kernel
-from recon.rasterize import rasterize, resolve_backend, tile_intersections
-from recon.rasterize_reference import rasterize_dense
-from recon.sh import eval_sh
+from diffusion4d.recon.projection import covariance_3d, project_gaussians
+from diffusion4d.recon import cpu_kernel
+from diffusion4d.recon.rasterize import rasterize, resolve_backend, tile_intersections
+from diffusion4d.recon.rasterize_reference import rasterize_dense
+from diffusion4d.recon.sh import eval_sh
 
 try:
     from gsplat.cuda import _torch_impl as gs_ref

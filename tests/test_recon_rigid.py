@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from recon.deformation import HexPlaneDeformation, RigidMotion, apply_rigid, axis_angle_to_quat, deform, quat_multiply
-from recon.fit import Views, curriculum_size, make_deformation, render_gaussians, track_rigid_knot
-from recon.gaussians import GaussianModel
-from recon.projection import quat_to_rotmat
-from recon.recon_config import load_recon_config
+from diffusion4d.recon.deformation import HexPlaneDeformation, RigidMotion, apply_rigid, axis_angle_to_quat, deform, quat_multiply
+from diffusion4d.recon.fit import Views, curriculum_size, make_deformation, render_gaussians, track_rigid_knot
+from diffusion4d.recon.gaussians import GaussianModel
+from diffusion4d.recon.projection import quat_to_rotmat
+from diffusion4d.recon.recon_config import load_recon_config
 
 
 def _rodrigues(v: np.ndarray) -> np.ndarray:
@@ -93,7 +93,7 @@ def test_deform_applies_local_offsets_then_rigid_motion():
 
 def test_rigid_motion_equals_moving_the_camera():
     """Rendering the rigidly moved Gaussians == rendering the canonical ones from the inversely moved camera."""
-    from recon.rasterize import rasterize
+    from diffusion4d.recon.rasterize import rasterize
 
     g = GaussianModel.random(60, sh_degree=0, init_opacity=0.8).activated()
     rigid = RigidMotion(2)
@@ -132,11 +132,11 @@ def test_config_validation_and_auto_knots():
 
 def test_tracking_recovers_a_rotation_beyond_the_gradient_basin():
     """A 25 degree turn about Z of a textured blob, from one view: search + pyramid find it."""
-    from recon.synthetic import synthetic_scene
+    from diffusion4d.recon.synthetic import synthetic_scene
 
     torch.manual_seed(0)
     s = synthetic_scene(300, seed=1)
-    from recon.sh import rgb_to_sh0
+    from diffusion4d.recon.sh import rgb_to_sh0
 
     model = GaussianModel(
         {

@@ -12,9 +12,9 @@ import logging
 
 import torch
 
-from recon.fit import Views, fit_deformation, fit_static, make_deformation, render_gaussians, track_rigid_knot
-from recon.gaussians import GaussianModel
-from recon.recon_config import load_recon_config
+from diffusion4d.recon.fit import Views, fit_deformation, fit_static, make_deformation, render_gaussians, track_rigid_knot
+from diffusion4d.recon.gaussians import GaussianModel
+from diffusion4d.recon.recon_config import load_recon_config
 
 #: a camera 2 units from the origin looking at it (OpenCV axes), and one looking away from it
 LOOK_AT_ORIGIN = torch.tensor([[1.0, 0, 0, 0], [0, 0, -1, 0], [0, 1, 0, 2.0], [0, 0, 0, 1]])
@@ -58,7 +58,7 @@ def test_tracking_a_view_with_nothing_visible_keeps_the_constant_velocity_guess(
     model, field = _model(), _prepared_field(cfg)
     guess_rot, guess_tr = field.rigid.rotvecs.detach().clone(), field.rigid.translations.detach().clone()
     frame = _views(LOOK_AWAY[None], [2.0 / 3.0])  # knot 2 of 4
-    with caplog.at_level(logging.WARNING, logger="recon.fit"):
+    with caplog.at_level(logging.WARNING, logger="diffusion4d.recon.fit"):
         loss = track_rigid_knot(model, field, frame, cfg)  # crashed: element 0 of tensors does not require grad
     assert loss != loss  # nan: nothing was fitted
     torch.testing.assert_close(field.rigid.rotvecs.detach(), guess_rot)
@@ -109,8 +109,8 @@ def test_coarse_stage_with_a_view_where_nothing_is_visible_completes():
 def test_steps_with_non_finite_gradients_are_detected():
     import torch
 
-    from recon.fit import grads_finite
-    from recon.optim import Adam
+    from diffusion4d.recon.fit import grads_finite
+    from diffusion4d.recon.optim import Adam
 
     p = torch.nn.Parameter(torch.zeros(3))
     opt = Adam([{"params": [p], "lr": 0.1}])

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from diffusion4d.cli import main
+from diffusion4d.app import main
 from diffusion4d.io import read_clip, read_manifest
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from diffusion4d.cli import report as R
-from diffusion4d.cli.browser_check import check_media, find_chromium
+from diffusion4d.app import report as R
+from diffusion4d.app.browser_check import check_media, find_chromium
 
 
 def _frames(n=6, size=24):

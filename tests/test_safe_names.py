@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from diffusion4d.cli import main
+from diffusion4d.app import main
 from diffusion4d.errors import UserError
 from diffusion4d.io import read_manifest
 from diffusion4d.io.names import SAFE_NAME_PATTERN, UnsafeNameError, is_safe_name, join_inside, make_safe_name, safe_name
@@ -67,7 +67,7 @@ def test_join_inside_refuses_escapes_and_symlinks(tmp_path):
 
 
 def test_local_stems_become_safe_uids(tmp_path):
-    from data_curation.sources import local_tasks
+    from diffusion4d.data_curation.sources import local_tasks
 
     for stem in ["my robot", "..", "ok"]:
         (tmp_path / f"{stem}.glb").write_bytes(b"glTF")
@@ -76,7 +76,7 @@ def test_local_stems_become_safe_uids(tmp_path):
 
 
 def _mirror(root: Path, uids):
-    from data_curation.gltf.craft import GltfCraft, cube
+    from diffusion4d.data_curation.gltf.craft import GltfCraft, cube
 
     c = GltfCraft()
     p, n, i = cube(0.5)
@@ -139,7 +139,7 @@ def test_generate_refuses_unsafe_name_before_writing(tmp_path, capsys, name):
 
 
 def test_generate_sample_names_stay_inside(tmp_path):
-    from diffusion4d.cli.generate import check_sample_names
+    from diffusion4d.app.generate import check_sample_names
 
     check_sample_names(tmp_path, ["robot", "robot_s1_m0.50"])
     with pytest.raises(UserError):

@@ -10,8 +10,8 @@ from safetensors.torch import load_file
 from diffusion4d.config import load_config
 from diffusion4d.models import UNet4DConditionModel, load_components
 from diffusion4d.testing.orbits import write_synthetic_dataset
-from train.train_config import TrainConfig
-from train.trainer import run
+from diffusion4d.train.train_config import TrainConfig
+from diffusion4d.train.trainer import run
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = [
@@ -98,7 +98,7 @@ def test_checkpoints_outputs_and_reload(runs):
 
 
 def test_bad_data_root_is_a_clear_error(tmp_path):
-    from train.finetune import main
+    from diffusion4d.train.finetune import main
 
     _reset_accelerate()
     code = main(["--config", str(REPO / "configs/train/tiny.yaml"), f"data.root={tmp_path}", f"output_dir={tmp_path / 'o'}", "report_to=none"])

@@ -1,4 +1,4 @@
-"""train.losses: targets, clean-sample estimate, L_mr against a hand computation and gradcheck."""
+"""diffusion4d.train.losses: targets, clean-sample estimate, L_mr against a hand computation and gradcheck."""
 
 import math
 
@@ -7,8 +7,8 @@ import torch
 
 from diffusers import DDPMScheduler
 
-from train import losses as L
-from train.trainer import TrainingDiverged, check_finite
+from diffusion4d.train import losses as L
+from diffusion4d.train.trainer import TrainingDiverged, check_finite
 
 
 @pytest.fixture(autouse=True)

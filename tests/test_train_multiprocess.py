@@ -71,8 +71,8 @@ def test_ddp_gloo_two_processes_and_the_shared_latent_cache(tmp_path):
     # the same cache built by one process equals it
     from diffusion4d.config import load_config
     from diffusion4d.models import encode_frames, encode_prompts, load_text_stack
-    from train.orbit_dataset import OrbitDataset, build_latent_cache
-    from train.train_config import TrainConfig
+    from diffusion4d.train.orbit_dataset import OrbitDataset, build_latent_cache
+    from diffusion4d.train.train_config import TrainConfig
 
     cfg = load_config(TrainConfig, REPO / "configs/train/tiny.yaml", ARGS + [f"data.root={tmp_path / 'data'}"])
     n = torch.get_num_threads()

@@ -11,15 +11,15 @@ import numpy as np
 import pytest
 import torch
 
-from diffusion4d.cli import main
+from diffusion4d.app import main
 from diffusion4d.config import load_config
 from diffusion4d.io import read_clip, read_manifest, read_meta
 from diffusion4d.models import UNet4DConditionModel, load_components
-from train import losses as L
-from train.orbit_dataset import OrbitDataset, load_orbit_records
+from diffusion4d.train import losses as L
+from diffusion4d.train.orbit_dataset import OrbitDataset, load_orbit_records
 from diffusion4d.testing.orbits import write_synthetic_dataset
-from train.train_config import DropoutConfig, TrainConfig
-from train.trainer import run
+from diffusion4d.train.train_config import DropoutConfig, TrainConfig
+from diffusion4d.train.trainer import run
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = [

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def viewer_page(tmp_path_factory):
-    from recon.viewer import find_chromium, find_model_viewer_js
+    from diffusion4d.recon.viewer import find_chromium, find_model_viewer_js
 
     if find_chromium() is None:
         pytest.skip("no Chromium (Debian package 'chromium')")
@@ -20,9 +20,9 @@ def viewer_page(tmp_path_factory):
         find_model_viewer_js()
     except FileNotFoundError as err:
         pytest.skip(str(err))
-    from recon.deformation import HexPlaneDeformation
-    from recon.gaussians import GaussianModel
-    from recon.mesh_export import export_glb
+    from diffusion4d.recon.deformation import HexPlaneDeformation
+    from diffusion4d.recon.gaussians import GaussianModel
+    from diffusion4d.recon.mesh_export import export_glb
 
     g = torch.Generator().manual_seed(0)
     model = GaussianModel.from_points(torch.randn(400, 3, generator=g) * torch.tensor([0.15, 0.1, 0.25]),
@@ -47,7 +47,7 @@ def test_viewer_is_standalone(viewer_page):
 
 
 def test_viewer_loads_and_plays_in_headless_chromium(viewer_page):
-    from recon.viewer import check_viewer
+    from diffusion4d.recon.viewer import check_viewer
 
     root, _ = viewer_page
     state = check_viewer(root / "viewer.html", wait_ms=1500)

@@ -1,4 +1,4 @@
-"""Building the trainable UNet and the frozen encoders from a :class:`~train.train_config.ModelConfig`.
+"""Building the trainable UNet and the frozen encoders from a :class:`~diffusion4d.train.train_config.ModelConfig`.
 
 ``model.base = "tiny"`` builds a small random ModelScope-layout ``UNet3DConditionModel`` (the
 same code path as a real base, through :meth:`UNet4DConditionModel.from_base_model`); any other

@@ -26,11 +26,11 @@ from diffusion4d.errors import UserError
 from diffusion4d.io.records import TRAIN_SUMMARY_FILE, TrainSummary
 from diffusion4d.logging_utils import get_logger, progress
 
-from train import losses as L
-from train.checkpointing import remove_stale_temporaries, resolve_resume, save_checkpoint, step_of
-from train.model_setup import PRIOR_FOLDER, build_components, freeze_prior, make_optimizer
-from train.orbit_dataset import OrbitDataset, build_latent_cache, cache_fingerprint, collate, epoch_batches, missing_cache_entries
-from train.train_config import TrainConfig
+from diffusion4d.train import losses as L
+from diffusion4d.train.checkpointing import remove_stale_temporaries, resolve_resume, save_checkpoint, step_of
+from diffusion4d.train.model_setup import PRIOR_FOLDER, build_components, freeze_prior, make_optimizer
+from diffusion4d.train.orbit_dataset import OrbitDataset, build_latent_cache, cache_fingerprint, collate, epoch_batches, missing_cache_entries
+from diffusion4d.train.train_config import TrainConfig
 
 log = get_logger("train")
 
@@ -376,7 +376,7 @@ class Trainer:
         if not self.acc.is_main_process:
             return
         from diffusion4d.io import write_video
-        from train.validation import sample_validation
+        from diffusion4d.train.validation import sample_validation
 
         v = self.cfg.validation
         unet = self.pipeline_unet()

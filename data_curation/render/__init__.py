@@ -36,7 +36,7 @@ def _bounds(items) -> Tuple[np.ndarray, np.ndarray]:
 class AssetRenderer:
     """Loads one asset once and renders any number of trajectories with the fast renderer.
 
-    Raises :class:`data_curation.gltf.AssetError` for assets that cannot be rendered
+    Raises :class:`diffusion4d.data_curation.gltf.AssetError` for assets that cannot be rendered
     (no triangles, NaN/Inf after posing, absurd size, ...).
     """
 

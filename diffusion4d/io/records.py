@@ -4,6 +4,10 @@
   read by ``diffusion4d evaluate`` (prompt, input image, timings) and the demo report.
 * :class:`TrainSummary`: ``<output_dir>/train_summary.json``, written by the trainer at the end
   of a run, read by the demo report and benchmarks.
+* :class:`ReconMetrics`: ``<recon output>/metrics.json``, written by ``diffusion4d reconstruct``,
+  read by ``diffusion4d evaluate`` (timings), generate's ``--reconstruct``, the demo report and
+  benchmarks.
+* :class:`DemoState`: ``<demo output>/demo_state.json``, the demo's completed stages.
 
 Writers build the dataclass and call :meth:`write`; readers call :meth:`read`, which validates
 the file (a JSON object with the required fields of the right types) and raises
@@ -28,6 +32,8 @@ PathLike = Union[str, Path]
 
 GENERATION_FILE = "generation.json"
 TRAIN_SUMMARY_FILE = "train_summary.json"
+RECON_METRICS_FILE = "metrics.json"
+DEMO_STATE_FILE = "demo_state.json"
 
 
 def _type_ok(value: Any, tp: Any) -> bool:
@@ -147,4 +153,52 @@ class TrainSummary(_Record):
     timings: Dict[str, Any] = field(default_factory=dict)  # extra seconds (checkpoint_s, ...)
 
 
-__all__ = ["GENERATION_FILE", "TRAIN_SUMMARY_FILE", "GenerationRecord", "TrainSummary"]
+@dataclass
+class ReconMetrics(_Record):
+    """``metrics.json`` of a reconstruction: its quality on the input clip and how it was made.
+
+    PSNR/SSIM are :mod:`diffusion4d.metrics` (per frame, then the mean), on the frames of the fitted
+    clip; ``*_heldout`` on the frames left out of the fit (None without ``holdout``).
+    """
+
+    clip: str = ""  # the fitted clip folder
+    static_clip: Optional[str] = None  # the static orbit used by the coarse stage, or None
+    mode: str = "dynamic"  # dynamic | freeze_time
+    preset: str = "default"  # reconstruction preset (name or path)
+    backend: str = "torch"  # rasteriser backend: gsplat | cpu | torch
+    device: str = "cpu"  # torch device
+    resolution: list = field(default_factory=list)  # [width, height] in pixels
+    num_frames: int = 0  # frames of the clip
+    num_gaussians: int = 0  # Gaussians of the fitted model
+    holdout: int = 0  # every holdout-th frame left out (0: none)
+    heldout_frames: list = field(default_factory=list)  # indices of the held-out frames
+    psnr_heldout: Optional[float] = None  # dB, mean over held-out frames
+    ssim_heldout: Optional[float] = None  # mean over held-out frames
+    psnr_heldout_per_frame: list = field(default_factory=list)  # dB per held-out frame
+    psnr_train: Optional[float] = None  # dB, mean over the fitted frames
+    ssim_train: Optional[float] = None  # mean over the fitted frames
+    iterations: Dict[str, Any] = field(default_factory=dict)  # coarse / fine / offsets steps
+    temporal_source: Optional[str] = None  # where the time axis came from
+    lpips_loss: bool = False  # whether the LPIPS loss term was active
+    timings: Dict[str, Any] = field(default_factory=dict)  # seconds per stage; their sum is the total
+    resumed: list = field(default_factory=list)  # stages taken from a saved result (e.g. ["coarse"])
+
+    def seconds(self) -> Optional[float]:
+        """Wall time of the reconstruction: ``timings["total"]``, else the sum of the stage times."""
+        numbers = {k: float(v) for k, v in self.timings.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
+        if "total" in numbers:
+            return numbers["total"]
+        return float(sum(numbers.values())) if numbers else None
+
+
+@dataclass
+class DemoState(_Record):
+    """``demo_state.json``: ``stages`` maps a stage name to ``{"status": "done", "seconds": s, ...}``."""
+
+    stages: Dict[str, Any] = field(default_factory=dict)
+
+
+__all__ = [
+    "DEMO_STATE_FILE", "GENERATION_FILE", "RECON_METRICS_FILE", "TRAIN_SUMMARY_FILE",
+    "DemoState", "GenerationRecord", "ReconMetrics", "TrainSummary",
+]

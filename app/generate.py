@@ -22,11 +22,11 @@ import os
 import re
 import time
 from pathlib import Path
-from dataclasses import dataclass
-from typing import Any, Dict, List, Literal, Optional
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 
+from diffusion4d.app.generate_config import GenerateConfig
 from diffusion4d.errors import UserError
 from diffusion4d.logging_utils import get_logger, timed
 
@@ -65,30 +65,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     s.add_argument("--recon-preset", default=None, help="recon preset for --reconstruct (preset: default)")
     s.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     s.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default=None, help="weights and sampling dtype (preset: float32; checkpoints trained under DeepSpeed bf16 store bf16 weights, loaded in this dtype)")
-
-
-@dataclass
-class GenerateConfig:
-    """Sampling settings of ``diffusion4d generate`` (presets in ``configs/generate/``)."""
-
-    guidance_scale: float = 7.0  # w1 of Eq. 3
-    prior_guidance_scale: float = 0.5  # w2 of Eq. 3
-    prior: Literal["auto", "separate", "self"] = "auto"  # the 3D-aware prior of the w2 term
-    scheduler: Literal["ddim", "dpm"] = "ddim"  # sampler
-    steps: Optional[int] = None  # sampler steps (null: 50 for ddim, 20 for dpm)
-    seed: int = 0  # noise seed (sample k uses seed + k)
-    num_samples: int = 1  # samples per input
-    frames: Optional[int] = None  # frames (null: the model's)
-    resolution: Optional[int] = None  # frame size in pixels (null: the model's)
-    elevation: float = 0.0  # orbit elevation, degrees
-    start_azimuth: float = 0.0  # azimuth of frame 0, degrees
-    fps: float = 8.0  # frame rate of orbit.mp4 / orbit.gif
-    renderer: str = "fast"  # renderer of the static orbit for --static-3d
-    batch_branches: bool = True  # guidance branches in one batched forward
-    reconstruct: bool = False  # fit 4D Gaussians to every sample
-    recon_preset: str = "default"  # recon preset for reconstruct
-    device: Optional[str] = None  # torch device (null: cuda if available, else cpu)
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # weights / sampling dtype
 
 
 #: flag (argparse dest) -> GenerateConfig field; --guidance sets two fields
@@ -263,7 +239,7 @@ def render_static_orbit(asset: str, num_frames: int, size: int, args: argparse.N
     if not path.is_file():
         raise UserError(f"3D asset not found: {asset}")
     try:
-        from data_curation import render_clip
+        from diffusion4d.data_curation import render_clip
     except ImportError as err:
         raise UserError(f"--static-3d needs the data_curation package (renderer): {err}") from None
     cameras = orbit_trajectory(
@@ -329,7 +305,7 @@ def write_sample(folder: Path, frames_u8: np.ndarray, cameras, fps: float) -> Di
 
 def run_reconstruction(clip_dir: Path, output_dir: Path, preset: str, device: str) -> dict:
     try:
-        from recon import reconstruct
+        from diffusion4d.recon import reconstruct
     except ImportError as err:
         raise UserError(f"--reconstruct needs the recon package, which is not available: {err}") from None
     return reconstruct(str(clip_dir), str(output_dir), preset=preset, device=device)

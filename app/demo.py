@@ -13,43 +13,23 @@ redoes them).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
+from diffusion4d.app.demo_config import DemoConfig
 from diffusion4d.config import load_config, save_config
 from diffusion4d.errors import UserError
+from diffusion4d.io.records import DEMO_STATE_FILE, RECON_METRICS_FILE, DemoState, ReconMetrics
 from diffusion4d.presets import resolve_preset
 
 COMMAND = "demo"
 HELP = "run every stage (assets, curation, training, generation, reconstruction, evaluation) and write report.html"
 
 logger = logging.getLogger(__name__)
-STATE_FILE = "demo_state.json"
-
-
-@dataclass
-class DemoConfig:
-    seed: int = 0  # seed of every stage
-    assets: int = 14  # procedural assets to generate
-    frames: int = 8  # frames per orbit (curation, training and generation)
-    render_resolution: int = 64  # curation render size (pixels)
-    train_resolution: int = 16  # training / generation size (pixels; 16 px trains 4x faster than 32 px on CPU)
-    prior_steps: int = 300  # stage 1: steps of the tiny 3D-aware prior on static orbits (0: skip stage 1, stage 2 from scratch)
-    train_steps: int = 1000  # stage 2: optimisation steps of the tiny 4D model (starts from the stage-1 prior)
-    train_overrides: List[str] = field(default_factory=list)  # extra trainer overrides (key=value)
-    threads: int = 0  # torch CPU threads of the training stage (0 = torch's default, all cores)
-    prompts: int = 3  # training captions generated as text-to-4D samples
-    motion_sweep_quantiles: List[float] = field(default_factory=lambda: [0.0, 0.5, 1.0])  # sweep at these quantiles of the data's m (0 -> m = 0)
-    sampling_steps: int = 20  # DDIM steps
-    guidance: List[float] = field(default_factory=lambda: [3.0, 0.5])  # w1, w2 of the 3D-aware CFG
-    recon_preset: str = "demo"  # reconstruction preset (configs/recon)
-    eval_metrics: str = "clip_f,clip_o,psnr,ssim,lpips,fvd,motion,time"  # metrics of eval/run_metrics.py
-    check_browser: bool = True  # open report.html in headless Chromium when available
+STATE_FILE = DEMO_STATE_FILE
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -69,7 +49,7 @@ class DemoRun:
         self.state_path = out / STATE_FILE
         self.state: Dict[str, dict] = {}
         if self.state_path.exists() and not force:
-            self.state = json.loads(self.state_path.read_text()).get("stages", {})
+            self.state = DemoState.read(self.state_path).stages
 
     # paths
     @property
@@ -101,9 +81,7 @@ class DemoRun:
         return self.out / "eval"
 
     def save_state(self) -> None:
-        from diffusion4d.io import atomic_write_json
-
-        atomic_write_json(self.state_path, {"stages": self.state})
+        DemoState(stages=self.state).write(self.state_path)
 
     def run_stage(self, name: str, fn: Callable[["DemoRun"], dict]) -> dict:
         done = self.state.get(name)
@@ -121,7 +99,7 @@ class DemoRun:
 
 def _cli(argv: List[str]) -> None:
     """Run a ``diffusion4d`` subcommand in this process; a non-zero exit stops the demo."""
-    from diffusion4d.cli import main
+    from diffusion4d.app import main
 
     logger.info("$ diffusion4d %s", " ".join(argv))
     status = main(argv)
@@ -162,7 +140,7 @@ def stage_curate(run: DemoRun) -> dict:
 
 
 def _train(run: DemoRun, preset: str, output: Path, steps: int, extra: List[str]) -> Path:
-    from train.finetune import main as train_main
+    from diffusion4d.train.finetune import main as train_main
 
     c = run.cfg
     argv = [
@@ -194,7 +172,7 @@ def stage_train(run: DemoRun) -> dict:
 
 
 def _latest_checkpoint(train_dir) -> Path:
-    from train.checkpointing import list_checkpoints
+    from diffusion4d.train.checkpointing import list_checkpoints
 
     if isinstance(train_dir, DemoRun):
         train_dir = train_dir.train_dir
@@ -238,7 +216,7 @@ def stage_reconstruct(run: DemoRun) -> dict:
     for name, clip in (("generated", run.generated_dir / "prompts" / uid / "dynamic"), ("ground_truth", run.curated_dir / uid / "dynamic")):
         out = run.recon_dir / name / uid
         _cli(["reconstruct", "--input", str(clip), "--output", str(out), "--preset", run.cfg.recon_preset, "--holdout", "4"])
-        results[name] = json.loads((out / "metrics.json").read_text())
+        results[name] = ReconMetrics.read(out / RECON_METRICS_FILE).to_json()
     return {"uid": uid, "metrics": results}
 
 
@@ -257,12 +235,12 @@ def stage_evaluate(run: DemoRun) -> dict:
 
 
 def stage_report(run: DemoRun) -> dict:
-    from diffusion4d.cli.demo_sections import build_report
+    from diffusion4d.app.demo_sections import build_report
 
     report_path, metrics = build_report(run)
     result = {"report": str(report_path)}
     if run.cfg.check_browser:
-        from diffusion4d.cli.browser_check import check_media, find_chromium
+        from diffusion4d.app.browser_check import check_media, find_chromium
 
         if find_chromium() is None:
             logger.warning("Chromium not found: report.html was not checked in a browser")

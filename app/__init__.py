@@ -1,7 +1,8 @@
-"""The ``diffusion4d`` command line.
+"""The app layer: the ``diffusion4d`` command line, the demo and its report.
 
 Each subcommand lives in its own module, next to the stage it drives, and is imported lazily
-only when it runs (the core library never imports the stage packages at import time). A
+when the parser is built. The core library imports no stage and nothing from this package
+(enforced by the import-linter contracts in ``.importlinter``). A
 command module defines::
 
     COMMAND = "name"
@@ -19,43 +20,36 @@ import importlib
 import logging
 import importlib.util
 import sys
-from typing import Dict, List, NoReturn, Optional
+from typing import Dict, List, Optional
 
 from diffusion4d import __version__
+from diffusion4d.command_line import OneLineParser
 from diffusion4d.errors import UserError
 from diffusion4d.logging_utils import setup_logging
 
 #: subcommand name -> module implementing it (in the order ``--help`` lists them).
 COMMAND_MODULES: Dict[str, str] = {
-    "assets": "data_curation.procedural.cli",
-    "curate": "data_curation.cli",
-    "generate": "diffusion4d.cli.generate",
-    "reconstruct": "recon.cli",
-    "export": "recon.export_cli",
-    "evaluate": "eval.cli",
-    "demo": "diffusion4d.cli.demo",
+    "assets": "diffusion4d.data_curation.procedural.cli",
+    "curate": "diffusion4d.data_curation.cli",
+    "train": "diffusion4d.train.finetune",
+    "generate": "diffusion4d.app.generate",
+    "reconstruct": "diffusion4d.recon.cli",
+    "export": "diffusion4d.recon.export_cli",
+    "evaluate": "diffusion4d.eval.cli",
+    "demo": "diffusion4d.app.demo",
 }
 
 
 def _available_commands() -> Dict[str, str]:
     found = {}
     for name, module in COMMAND_MODULES.items():
-        top = module.split(".")[0]
+        package = module.rsplit(".", 1)[0]
         try:
-            if importlib.util.find_spec(top) is not None:  # the stage package is installed
+            if importlib.util.find_spec(package) is not None:  # the stage package is installed
                 found[name] = module
         except ModuleNotFoundError:
             continue
     return found
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line on stderr, ``<prog>: error: <message> (see <prog>
-    --help)``, exit status 2: the usage block is left to ``--help``. Subparsers inherit the class."""
-
-    def error(self, message: str) -> "NoReturn":  # type: ignore[override]
-        message = " ".join(str(message).split())
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from diffusion4d.cli import report as R
+from diffusion4d.app import report as R
 from diffusion4d.io import atomic_write_json, read_clip, read_manifest, read_video
 
 if TYPE_CHECKING:  # pragma: no cover
-    from diffusion4d.cli.demo import DemoRun
+    from diffusion4d.app.demo import DemoRun
 
 
 def _clip_video(folder: Path, caption: str, fps: float = 6.0) -> str:
@@ -99,8 +99,11 @@ def section_training(run: "DemoRun", report: R.Report, metrics: dict) -> None:
 
 
 def _generation(folder: Path) -> dict:
-    path = folder / "generation.json"
-    return json.loads(path.read_text()) if path.exists() else {}
+    """The sample's generation record as a dict ({} when absent)."""
+    from diffusion4d.io.records import GENERATION_FILE, GenerationRecord
+
+    record = GenerationRecord.read(folder / GENERATION_FILE)
+    return record.to_json() if record is not None else {}
 
 
 def section_generation(run: "DemoRun", report: R.Report, metrics: dict) -> None:
@@ -151,9 +154,9 @@ def section_generation(run: "DemoRun", report: R.Report, metrics: dict) -> None:
 
 
 def _colour_check(run: "DemoRun", samples: List[dict]) -> Optional[dict]:
-    """eval.colour_match of the generated samples against every accepted asset's dynamic orbit."""
+    """diffusion4d.eval.colour_match of the generated samples against every accepted asset's dynamic orbit."""
     from diffusion4d.io import frames_to_float
-    from eval.colour_match import colour_match, summary
+    from diffusion4d.eval.colour_match import colour_match, summary
 
     if not samples:
         return None
@@ -173,27 +176,16 @@ def _colour_check(run: "DemoRun", samples: List[dict]) -> Optional[dict]:
 
 
 def _motion_result(run: "DemoRun") -> Optional[dict]:
+    """The first motion-sweep group of the demo's motion evaluation (``motion_groups`` of eval's
+    ``metrics.json``, :meth:`diffusion4d.eval.results.EvalResult.to_json`), or None."""
     path = run.eval_dir / "motion" / "metrics.json"
     if not path.exists():
         return None
-    data = json.loads(path.read_text())
-    return _find_motion(data)
-
-
-def _find_motion(data: dict) -> Optional[dict]:
-    """Requested/measured lists and Spearman rho from eval's metrics.json (searched by key)."""
-    if isinstance(data, dict):
-        if "requested" in data and "measured" in data:
-            return {"requested": data["requested"], "measured": data["measured"], "spearman": data.get("spearman")}
-        for value in data.values():
-            found = _find_motion(value)
-            if found:
-                return found
-    if isinstance(data, list):
-        for value in data:
-            found = _find_motion(value)
-            if found:
-                return found
+    groups = json.loads(path.read_text()).get("motion_groups", {})
+    for method_groups in groups.values():
+        for group in method_groups:
+            if group.get("requested") and group.get("measured"):
+                return {"requested": group["requested"], "measured": group["measured"], "spearman": group.get("spearman")}
     return None
 
 
