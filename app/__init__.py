@@ -32,6 +32,7 @@ COMMAND_MODULES: Dict[str, str] = {
     "assets": "diffusion4d.data_curation.procedural.cli",
     "curate": "diffusion4d.data_curation.cli",
     "train": "diffusion4d.train.finetune",
+    "train-autoencoder": "diffusion4d.train.autoencoder",
     "generate": "diffusion4d.app.generate",
     "reconstruct": "diffusion4d.recon.cli",
     "export": "diffusion4d.recon.export_cli",

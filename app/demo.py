@@ -61,6 +61,10 @@ class DemoRun:
         return self.out / "curated"
 
     @property
+    def autoencoder_dir(self) -> Path:
+        return self.out / "autoencoder"
+
+    @property
     def prior_dir(self) -> Path:
         return self.out / "train_prior3d"
 
@@ -139,6 +143,22 @@ def stage_curate(run: DemoRun) -> dict:
     return {"counts": counts}
 
 
+def stage_autoencoder(run: DemoRun) -> dict:
+    """A small AutoencoderKL fitted to the curated renders: the latent space of both training stages."""
+    c = run.cfg
+    if c.autoencoder_steps <= 0:
+        return {"folder": None}
+    _cli(["train-autoencoder", "--data", str(run.curated_dir), "--output", str(run.autoencoder_dir),
+          f"resolution={c.train_resolution}", f"steps={c.autoencoder_steps}", f"seed={c.seed}",
+          f"num_threads={c.threads}", *c.autoencoder_overrides])  # fmt: skip
+    from diffusion4d.train.autoencoder import SUMMARY_FILE
+
+    import json
+
+    summary = json.loads((run.autoencoder_dir / SUMMARY_FILE).read_text())
+    return {"folder": str(run.autoencoder_dir), **{k: summary[k] for k in ("psnr_train", "psnr_heldout", "latent", "seconds")}}
+
+
 def _train(run: DemoRun, preset: str, output: Path, steps: int, extra: List[str]) -> Path:
     from diffusion4d.train.finetune import main as train_main
 
@@ -148,13 +168,18 @@ def _train(run: DemoRun, preset: str, output: Path, steps: int, extra: List[str]
         f"data.root={run.curated_dir}", f"output_dir={output}", f"max_steps={steps}",
         f"seed={c.seed}", f"data.resolution={c.train_resolution}", f"data.num_frames={c.frames}",
         f"checkpoint_every={max(steps // 2, 1)}", "validation.every=0", f"num_threads={c.threads}",
-        *extra, *c.train_overrides,
+        *_vae_overrides(run), *extra, *c.train_overrides,
     ]  # fmt: skip
     logger.info("$ accelerate launch train/finetune.py %s", " ".join(argv))
     status = train_main(argv)
     if status not in (0, None):
         raise RuntimeError(f"training ({preset}) exited with status {status}")
     return _latest_checkpoint(output)
+
+
+def _vae_overrides(run: DemoRun) -> List[str]:
+    folder = run.state.get("autoencoder", {}).get("folder")
+    return [f"model.vae={folder}"] if folder else []
 
 
 def stage_train_prior(run: DemoRun) -> dict:
@@ -202,12 +227,52 @@ def stage_generate(run: DemoRun) -> dict:
         _cli(["generate", *common, "--prompt", rec["caption"], "--motion", f"{rec['motion_magnitude']:.4f}",
               "--name", rec["uid"], "--output", str(run.generated_dir / "prompts")])  # fmt: skip
         samples.append({"uid": rec["uid"], "caption": rec["caption"], "motion": rec["motion_magnitude"]})
-    # 2. a motion sweep: one prompt, several requested magnitudes, same seed
+    # 2. motion sweeps: the most moving assets' captions, several requested magnitudes, same seed
     sweep = _motion_values(run)
-    sweep_caption = max(accepted, key=lambda r: r["motion_magnitude"] or 0.0)["caption"]
-    _cli(["generate", *common, "--prompt", sweep_caption, "--motion", ",".join(f"{m:g}" for m in sweep),
-          "--name", "sweep", "--output", str(run.generated_dir / "sweep")])  # fmt: skip
-    return {"samples": samples, "sweep": sweep, "sweep_caption": sweep_caption}
+    movers = sorted(accepted, key=lambda r: -(r["motion_magnitude"] or 0.0))[: c.sweep_prompts]
+    sweeps = []
+    for k, rec in enumerate(movers):
+        _cli(["generate", *common, "--prompt", rec["caption"], "--motion", ",".join(f"{m:g}" for m in sweep),
+              "--name", f"sweep{k}", "--output", str(run.generated_dir / "sweep")])  # fmt: skip
+        sweeps.append({"name": f"sweep{k}", "uid": rec["uid"], "caption": rec["caption"]})
+    # 3. generalisation probe: captions recombining attributes seen in training, never together
+    probes = []
+    for k, probe in enumerate(probe_captions(run.assets_dir, {r["uid"] for r in accepted}, c.probe_prompts, c.seed)):
+        _cli(["generate", *common, "--prompt", probe["caption"], "--name", f"probe{k}",
+              "--output", str(run.generated_dir / "probe")])  # fmt: skip
+        probes.append({"name": f"probe{k}", **probe})
+    return {"samples": samples, "sweep": sweep, "sweeps": sweeps, "sweep_caption": sweeps[0]["caption"] if sweeps else None,
+            "probes": probes}
+
+
+def probe_captions(assets_dir: Path, uids, count: int, seed: int) -> List[dict]:
+    """Up to ``count`` captions "a <colour> <shape> <motion>" whose colour, shape and motion each
+    come from a training asset but never occur together in one; each with the uids it borrows from."""
+    import json
+    import random
+
+    rows = []
+    path = assets_dir / "assets.jsonl"
+    if not path.is_file():
+        return []
+    for line in path.read_text().splitlines():
+        a = json.loads(line)
+        if a.get("uid") in uids and a.get("shape") and a.get("colour") and f" {a['shape']} " in a["caption"] + " ":
+            motion = (a["caption"] + " ").split(f" {a['shape']} ", 1)[1].strip()
+            rows.append({"uid": a["uid"], "colour": a["colour"], "shape": a["shape"], "motion": motion})
+    seen = {(r["colour"], r["shape"]) for r in rows} | {(r["shape"], r["motion"]) for r in rows}
+    candidates = []
+    for c in rows:
+        for s in rows:
+            for m in rows:
+                if (c["colour"], s["shape"]) in seen or (s["shape"], m["motion"]) in seen or not m["motion"]:
+                    continue
+                candidates.append({"caption": f"a {c['colour']} {s['shape']} {m['motion']}",
+                                   "from": {"colour": c["uid"], "shape": s["uid"], "motion": m["uid"]}})
+    unique = {p["caption"]: p for p in candidates}
+    picked = sorted(unique)
+    random.Random(seed).shuffle(picked)
+    return [unique[k] for k in picked[:count]]
 
 
 def stage_reconstruct(run: DemoRun) -> dict:
@@ -256,6 +321,7 @@ def stage_report(run: DemoRun) -> dict:
 STAGES: List[tuple] = [
     ("assets", stage_assets),
     ("curate", stage_curate),
+    ("autoencoder", stage_autoencoder),
     ("train_prior", stage_train_prior),
     ("train", stage_train),
     ("generate", stage_generate),

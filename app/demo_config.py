@@ -10,15 +10,19 @@ class DemoConfig:
     assets: int = 14  # procedural assets to generate
     frames: int = 8  # frames per orbit (curation, training and generation)
     render_resolution: int = 64  # curation render size (pixels)
-    train_resolution: int = 16  # training / generation size (pixels; 16 px trains 4x faster than 32 px on CPU)
+    train_resolution: int = 64  # training / generation frame size (pixels); with the autoencoder the model works on 4x smaller latents
+    autoencoder_steps: int = 300  # steps of the small AutoencoderKL fitted to the curated renders (0: the model works in pixel space)
+    autoencoder_overrides: List[str] = field(default_factory=list)  # extra train-autoencoder overrides (key=value)
     prior_steps: int = 300  # stage 1: steps of the tiny 3D-aware prior on static orbits (0: skip stage 1, stage 2 from scratch)
     train_steps: int = 1000  # stage 2: optimisation steps of the tiny 4D model (starts from the stage-1 prior)
     train_overrides: List[str] = field(default_factory=list)  # extra trainer overrides (key=value)
     threads: int = 0  # torch CPU threads of the training stage (0 = torch's default, all cores)
-    prompts: int = 3  # training captions generated as text-to-4D samples
+    prompts: int = 5  # training captions generated as text-to-4D samples (scored against their own asset)
+    sweep_prompts: int = 2  # captions swept over motion magnitudes (the most moving assets first)
+    probe_prompts: int = 3  # captions recombining training attributes never seen together (generalisation probe, no bar)
     motion_sweep_quantiles: List[float] = field(default_factory=lambda: [0.0, 0.5, 1.0])  # sweep at these quantiles of the data's m (0 -> m = 0)
     sampling_steps: int = 20  # DDIM steps
     guidance: List[float] = field(default_factory=lambda: [3.0, 0.5])  # w1, w2 of the 3D-aware CFG
     recon_preset: str = "demo"  # reconstruction preset (configs/recon)
-    eval_metrics: str = "clip_f,clip_o,psnr,ssim,lpips,fvd,motion,time"  # metrics of eval/run_metrics.py
+    eval_metrics: str = "clip_f,clip_o,psnr,ssim,lpips,iou,colour,fvd,motion,time"  # metrics of eval/run_metrics.py
     check_browser: bool = True  # open report.html in headless Chromium when available

@@ -153,6 +153,8 @@ class _Evaluator:
         self.fvd_queue: List[Tuple[str, Any]] = []
         self.fvd_features: Dict[str, np.ndarray] = {}
         self.fvd_pairs: Dict[str, List[Tuple[str, str]]] = {}  # method -> [(pred key, gt key)]
+        self.colours: Dict[str, Dict[str, Any]] = {}  # method -> uid -> mean foreground RGB (or None)
+        self.gt_colours: Dict[str, Any] = {}  # gt clip dir -> mean foreground RGB (or None)
 
     # -- cached loads --
     def gt_clip(self, clip_dir: Path):
@@ -171,7 +173,7 @@ class _Evaluator:
 
     # -- one asset --
     def asset(self, method: str, uid: str, pred_dir: Path, gt_dir: Optional[Path]) -> Dict[str, Optional[float]]:
-        from diffusion4d.metrics import match_size, psnr_per_frame, ssim_per_frame, to_tensor
+        from diffusion4d.metrics import match_size, psnr_per_frame, silhouette_iou, ssim_per_frame, to_tensor
         from diffusion4d.eval.samples import generation_seconds, read_generation, read_recon_metrics, recon_seconds
 
         cfg, models = self.cfg, self.models
@@ -196,10 +198,20 @@ class _Evaluator:
                     row["psnr"] = float(psnr_per_frame(a, b).mean())
                 if "ssim" in row:
                     row["ssim"] = float(ssim_per_frame(a, b).mean())
+                if "iou" in row:
+                    row["iou"] = float(silhouette_iou(a, b).mean())
                 if "lpips" in row and models.lpips is not None:
                     from diffusion4d.metrics import lpips_per_frame
 
                     row["lpips"] = float(lpips_per_frame(models.lpips, a, b).mean())
+
+        # colour: the sample's mean foreground colour, matched against every ground-truth asset per method
+        if "colour" in cfg.metrics and gt is not None:
+            from diffusion4d.eval.colour_match import foreground_mean_colour
+
+            self.colours.setdefault(method, {})[uid] = foreground_mean_colour(pred_rgb)
+            if str(gt_dir) not in self.gt_colours:
+                self.gt_colours[str(gt_dir)] = foreground_mean_colour(gt_rgb)
 
         # CLIP scores
         clip_wanted = [m for m in CLIP_METRICS if m in row]
@@ -370,6 +382,8 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
                 result.summary[method][metric] = _fvd(method, ev, result)
             elif metric == "motion":
                 result.summary[method][metric] = _motion(method, per_method_clips[method], result)
+            elif metric == "colour":
+                result.summary[method][metric] = _colour(method, ev, gt_clips, result)
             if metric in models.missing:
                 result.mark_na(method, metric, models.missing[metric])
             for reason, count in ev.reasons.get((method, metric), Counter()).items():
@@ -399,6 +413,31 @@ def _fvd(method: str, ev: _Evaluator, result: EvalResult) -> Optional[Summary]:
     if len(pairs) < pred.shape[1]:
         result.note(f"fvd: {len(pairs)} clips per set for {pred.shape[1]}-d features: the covariances are rank deficient (as with the paper's 20 assets); compare FVD only between runs on the same assets")
     return Summary(fvd_from_features(pred, gt), None, len(pairs))
+
+
+def _colour(method: str, ev: _Evaluator, gt_clips: Dict[str, Path], result: EvalResult) -> Optional[Summary]:
+    """Share of the method's samples whose mean foreground colour is nearest to their own asset's
+    among every ground-truth asset (:mod:`diffusion4d.eval.colour_match`)."""
+    refs = {uid: ev.gt_colours.get(str(d)) for uid, d in gt_clips.items()}
+    for uid, d in gt_clips.items():  # ground-truth assets without a prediction still compete
+        if refs[uid] is None and str(d) not in ev.gt_colours:
+            from diffusion4d.eval.colour_match import foreground_mean_colour
+
+            refs[uid] = ev.gt_colours[str(d)] = foreground_mean_colour(frames_to_float(ev.gt_clip(d).frames))
+    refs = {u: c for u, c in refs.items() if c is not None}
+    ranks = []
+    for uid, colour in ev.colours.get(method, {}).items():
+        if colour is None or uid not in refs:
+            continue
+        dist = {r: float(np.linalg.norm(colour - c)) for r, c in refs.items()}
+        ranks.append(sorted(dist, key=dist.get).index(uid) + 1)
+    if not ranks or len(refs) < 2:
+        reason = "needs samples with a foreground and at least 2 ground-truth assets"
+        result.mark_na(method, "colour", reason)
+        result.note(f"{method}: colour n/a: {reason}")
+        return None
+    matched = [1.0 if r == 1 else 0.0 for r in ranks]
+    return Summary(float(np.mean(matched)), None, len(ranks))
 
 
 def _motion(method: str, clips: Dict[str, Path], result: EvalResult) -> Optional[Summary]:

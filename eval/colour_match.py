@@ -14,10 +14,13 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
+from diffusion4d.metrics import SILHOUETTE_THRESHOLD
 
-def foreground_mean_colour(frames: np.ndarray, threshold: float = 0.15) -> Optional[np.ndarray]:
+
+def foreground_mean_colour(frames: np.ndarray, threshold: float = SILHOUETTE_THRESHOLD) -> Optional[np.ndarray]:
     """Mean RGB ``[3]`` of the pixels of ``frames`` ``[F, H, W, 3]`` (float in [0, 1], over white)
-    that differ from white by more than ``threshold`` in some channel; None if there are none."""
+    that differ from white by more than ``threshold`` in some channel (the project's one silhouette
+    threshold, :data:`diffusion4d.metrics.SILHOUETTE_THRESHOLD`); None if there are none."""
     frames = np.asarray(frames, dtype=np.float64)
     if frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(f"frames must be [F, H, W, 3], got {frames.shape}")

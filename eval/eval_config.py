@@ -11,7 +11,7 @@ from diffusion4d import weights as W
 from diffusion4d.eval.results import ALL_METRICS
 from diffusion4d.eval.tables import FORMATS
 
-PIXEL_METRICS = ("psnr", "ssim", "lpips")
+PIXEL_METRICS = ("psnr", "ssim", "lpips", "iou")
 REFERENCES = ("gt", "image", "text")
 
 
@@ -63,7 +63,7 @@ class EvalConfig:
             raise UserError(f"--gt {self.gt}: no such folder")
 
     def gt_metrics(self) -> List[str]:
-        need = set(PIXEL_METRICS) | {"fvd"}
+        need = set(PIXEL_METRICS) | {"fvd", "colour"}
         if self.reference in ("gt", "image"):
             need |= {"clip_f", "clip_o"}
         return [m for m in self.metrics if m in need]

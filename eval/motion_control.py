@@ -6,7 +6,9 @@ an ``m = 0`` sample, the measured deviation of every sample is Eq. 1 (mean form)
 ``m = 0`` sample: ``pixel_motion_magnitude(frames_m, frames_0)`` on RGB over white (so the
 ``m = 0`` sample itself measures 0). The Spearman rank correlation between requested and measured
 values is computed per group (at least 3 distinct requested values, measured not constant);
-a method's score is the mean over its groups.
+a method's score is the mean over its groups. Identity across the sweep is recorded per sample:
+the silhouette IoU and the mean-foreground-colour distance of its frame 0 (time 0, front view)
+against the ``m = 0`` sample's frame 0 (motion should move the object, not change it).
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
+from diffusion4d.eval.colour_match import foreground_mean_colour
 from diffusion4d.io import frames_to_float, read_clip
+from diffusion4d.metrics import silhouette_iou
 from diffusion4d.motion import pixel_motion_magnitude
 from diffusion4d.eval.samples import read_generation
 
@@ -33,6 +37,9 @@ class MotionGroup:
     measured: List[Optional[float]] = field(default_factory=list)
     spearman: Optional[float] = None
     reason: str = ""  # why spearman is None
+    # identity across the sweep: frame 0 (time 0, the front view) of each sample against the m = 0 sample's
+    identity_iou: List[Optional[float]] = field(default_factory=list)  # silhouette IoU
+    identity_colour: List[Optional[float]] = field(default_factory=list)  # RGB distance of mean foreground colours
 
     def to_json(self) -> dict:
         return {
@@ -43,6 +50,8 @@ class MotionGroup:
             "measured": self.measured,
             "spearman": self.spearman,
             "reason": self.reason,
+            "identity_iou": self.identity_iou,
+            "identity_colour": self.identity_colour,
         }
 
 
@@ -85,14 +94,21 @@ def evaluate_groups(groups: List[MotionGroup], sample_dirs: Dict[str, Path]) -> 
         ref_name = group.samples[group.requested.index(0.0)]
         ref = frames_to_float(read_clip(sample_dirs[ref_name]).frames)
         measured: List[Optional[float]] = []
+        group.identity_iou, group.identity_colour = [], []
+        ref_colour = foreground_mean_colour(ref[:1])
         for name in group.samples:
             frames = frames_to_float(read_clip(sample_dirs[name]).frames)
             if frames.shape != ref.shape:
                 measured.append(None)
+                group.identity_iou.append(None)
+                group.identity_colour.append(None)
                 continue
             a = torch.from_numpy(frames).permute(0, 3, 1, 2)
             b = torch.from_numpy(ref).permute(0, 3, 1, 2)
             measured.append(float(pixel_motion_magnitude(a, b)))
+            group.identity_iou.append(float(silhouette_iou(a[:1], b[:1])[0]))
+            colour = foreground_mean_colour(frames[:1])
+            group.identity_colour.append(None if colour is None or ref_colour is None else float(np.linalg.norm(colour - ref_colour)))
         group.measured = measured
         pairs = [(r, m) for r, m in zip(group.requested, measured) if m is not None]
         if len(pairs) < len(measured):

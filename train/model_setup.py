@@ -122,8 +122,31 @@ def tiny_base_unet(model_cfg, latent_channels: int, sample_size: int, cross_atte
     )
 
 
+def load_vae(model_cfg):
+    """The frozen VAE of ``model.vae``: ``none`` (pixel space) -> None; ``base`` -> the base
+    checkpoint's ``vae/``; a folder -> an ``AutoencoderKL`` saved there (for example one trained by
+    ``diffusion4d train-autoencoder``)."""
+    from diffusers import AutoencoderKL
+
+    if model_cfg.vae == "none":
+        return None
+    if model_cfg.vae == "base":
+        if model_cfg.base == "tiny":
+            raise UserError("model.vae=base needs a real model.base checkpoint; the tiny preset runs in pixel space (vae: none) or with model.vae=<autoencoder folder>")
+        source, kwargs = model_cfg.base, {"subfolder": "vae"}
+    else:
+        if not (Path(model_cfg.vae) / "config.json").is_file():
+            raise UserError(f"model.vae must be 'none', 'base' or an AutoencoderKL folder (with config.json); {model_cfg.vae!r} is none of these")
+        source, kwargs = model_cfg.vae, {}
+    try:
+        vae = AutoencoderKL.from_pretrained(source, **kwargs)
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot load the VAE from {source!r} ({type(err).__name__}); pass a local checkpoint folder") from None
+    return vae.requires_grad_(False).eval()
+
+
 def build_components(model_cfg, data_cfg) -> Components:
-    from diffusers import AutoencoderKL, DDPMScheduler
+    from diffusers import DDPMScheduler
 
     tiny = model_cfg.base == "tiny"
     if model_cfg.text_encoder == "base":
@@ -132,21 +155,14 @@ def build_components(model_cfg, data_cfg) -> Components:
         tokenizer, text_encoder = load_text_stack(model_cfg.base)
     else:
         tokenizer, text_encoder = load_text_stack(model_cfg.text_encoder)
-    vae = None
-    if model_cfg.vae == "base":
-        if tiny:
-            raise UserError("model.vae=base needs a real model.base checkpoint; the tiny preset runs in pixel space (vae: none)")
-        try:
-            vae = AutoencoderKL.from_pretrained(model_cfg.base, subfolder="vae")
-        except (OSError, ValueError) as err:
-            raise UserError(f"cannot load the VAE from {model_cfg.base!r}/vae ({type(err).__name__}); pass a local checkpoint folder") from None
-        vae.requires_grad_(False).eval()
-    elif model_cfg.vae != "none":
-        raise UserError(f"model.vae must be 'none' or 'base', got {model_cfg.vae!r}")
+    vae = load_vae(model_cfg)
     options = _new_options(model_cfg, data_cfg.num_frames)
     if tiny:
         channels = 3 if vae is None else vae.config.latent_channels
-        size = data_cfg.resolution if vae is None else data_cfg.resolution // 8
+        factor = 1 if vae is None else 2 ** (len(vae.config.block_out_channels) - 1)
+        if data_cfg.resolution % factor:
+            raise UserError(f"data.resolution {data_cfg.resolution} is not a multiple of the VAE's downsampling {factor}")
+        size = data_cfg.resolution // factor
         base = tiny_base_unet(model_cfg, channels, size, text_encoder.config.hidden_size)
         unet = UNet4DConditionModel.from_base_model(base, **options)
     else:

@@ -10,7 +10,7 @@ from typing import List, Literal, Optional
 class ModelConfig:
     base: str = "tiny"  # "tiny" (random tiny UNet3D, CPU) or a ModelScope-T2V diffusers checkpoint id/path
     text_encoder: str = "minilm"  # "minilm" (offline MiniLM) or "base" (tokenizer/text_encoder of model.base)
-    vae: str = "none"  # "none" (pixel space) or "base" (AutoencoderKL of model.base)
+    vae: str = "none"  # "none" (pixel space), "base" (AutoencoderKL of model.base) or an AutoencoderKL folder (diffusion4d train-autoencoder)
     tiny_block_out_channels: List[int] = field(default_factory=lambda: [32, 64])  # tiny UNet widths
     tiny_layers_per_block: int = 1  # tiny UNet resnets per block
     tiny_attention_head_dim: int = 8  # tiny UNet attention head dim
@@ -128,3 +128,29 @@ class TrainConfig:
                     "stage=prior3d trains the 3D-aware prior on static orbits (text + cameras only): set "
                     + ", ".join(f"model.{k}=false" for k in extra)
                 )
+
+
+@dataclass
+class AutoencoderConfig:
+    """A small ``AutoencoderKL`` fitted to curated renders (``diffusion4d train-autoencoder``,
+    :mod:`diffusion4d.train.autoencoder`); the trainer uses it with ``model.vae=<its folder>``."""
+
+    resolution: int = 64  # frame size it encodes (pixels)
+    block_out_channels: List[int] = field(default_factory=lambda: [16, 32, 32])  # one downsampling per block after the first
+    layers_per_block: int = 1  # ResNet blocks per level
+    latent_channels: int = 4  # channels of the latent
+    norm_num_groups: int = 8  # GroupNorm groups (divide every width)
+    mid_block_attention: bool = False  # self-attention in the mid block (off: 16x16 latents need no global mixing for flat-shaded objects)
+    kl_weight: float = 1.0e-4  # weight of the per-element KL term
+    steps: int = 600  # optimisation steps
+    batch_size: int = 16  # frames per step
+    lr: float = 1.0e-3  # AdamW learning rate
+    holdout_every: int = 5  # every k-th asset (sorted uids) is held out for the reported PSNR (0: none)
+    seed: int = 0  # init, batches, flips
+    num_threads: int = 0  # torch CPU threads (0: torch's default)
+
+    def validate(self) -> None:
+        if self.resolution < 8 or self.steps < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise ValueError("resolution >= 8, steps >= 1, batch_size >= 1 and lr > 0 are required")
+        if any(c % self.norm_num_groups for c in self.block_out_channels):
+            raise ValueError(f"every block_out_channels entry must be a multiple of norm_num_groups={self.norm_num_groups}")

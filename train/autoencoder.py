@@ -1,0 +1,172 @@
+"""A small image autoencoder (diffusers ``AutoencoderKL``) trained on curated renders.
+
+The real presets use the base checkpoint's VAE. A model trained from scratch on a CPU (the tiny
+preset, the demo) can use a latent space too: this module fits an ``AutoencoderKL`` at tiny width
+to the frames of a curated dataset, so that the diffusion model works on ``4 x H/4 x W/4`` latents
+and its samples decode to full-size frames (64 px renders -> 16 x 16 latents). The trained folder
+is a regular diffusers model folder; the trainer loads it with ``model.vae=<folder>``.
+
+Command: ``diffusion4d train-autoencoder --data CURATED --output DIR [key=value ...]``
+(:class:`diffusion4d.train.train_config.AutoencoderConfig`). Writes ``DIR/config.json`` +
+``DIR/diffusion_pytorch_model.safetensors`` (atomically: the folder appears complete or not at
+all) and ``DIR/autoencoder_summary.json`` (reconstruction PSNR on held-out clips, the latent scale).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import List, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from diffusion4d.errors import UserError
+from diffusion4d.io import frames_to_float, read_clip
+from diffusion4d.logging_utils import get_logger, progress
+
+COMMAND = "train-autoencoder"
+HELP = "fit a small AutoencoderKL to curated renders (a latent space for models trained from scratch)"
+SUMMARY_FILE = "autoencoder_summary.json"
+
+log = get_logger(__name__)
+
+
+def collect_frames(root: Path, resolution: int) -> Tuple[np.ndarray, List[str]]:
+    """Every frame of every clip under ``root/<uid>/<mode>/`` -> ``[N, 3, R, R]`` float32 in [0, 1]
+    (composited over white, resized to ``resolution``) and the uid of each frame."""
+    frames, uids = [], []
+    clip_dirs = sorted(p.parent for p in Path(root).glob("*/*/cameras.json"))
+    if not clip_dirs:
+        raise UserError(f"no curated clips under {root} (expected <uid>/<mode>/cameras.json)")
+    for clip_dir in clip_dirs:
+        rgb = frames_to_float(read_clip(clip_dir).frames)  # [F, H, W, 3]
+        x = torch.from_numpy(rgb).permute(0, 3, 1, 2)
+        if x.shape[-1] != resolution or x.shape[-2] != resolution:
+            x = F.interpolate(x, size=(resolution, resolution), mode="bilinear", align_corners=False, antialias=True)
+        frames.append(x.clamp(0, 1).numpy())
+        uids += [clip_dir.parent.name] * len(x)
+    return np.concatenate(frames), uids
+
+
+def build_autoencoder(cfg) -> "torch.nn.Module":
+    """A randomly initialised ``AutoencoderKL``: ``len(block_out_channels) - 1`` downsamplings."""
+    from diffusers import AutoencoderKL
+
+    n = len(cfg.block_out_channels)
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * n,
+        up_block_types=("UpDecoderBlock2D",) * n,
+        block_out_channels=tuple(cfg.block_out_channels),
+        layers_per_block=cfg.layers_per_block,
+        latent_channels=cfg.latent_channels,
+        norm_num_groups=cfg.norm_num_groups,
+        sample_size=cfg.resolution,
+        mid_block_add_attention=cfg.mid_block_attention,
+    )
+
+
+def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    from diffusion4d.metrics import psnr_per_frame
+
+    return float(psnr_per_frame(a.clamp(0, 1), b.clamp(0, 1)).clamp(max=100).mean())
+
+
+def train_autoencoder(cfg, data_root: str, output: str) -> dict:
+    """Fit the autoencoder; returns the summary written next to it.
+
+    Clips of ``cfg.holdout_every``-th uid (sorted) are held out for the reported PSNR. The latent
+    ``scaling_factor`` is set so that the encoded training frames have unit standard deviation.
+    """
+    torch.manual_seed(cfg.seed)
+    if cfg.num_threads > 0:
+        torch.set_num_threads(cfg.num_threads)
+    out = Path(output)
+    if (out / "config.json").is_file() and (out / SUMMARY_FILE).is_file():
+        log.info("autoencoder already trained in %s (delete the folder to retrain)", out)
+        return json.loads((out / SUMMARY_FILE).read_text())
+    frames, uids = collect_frames(Path(data_root), cfg.resolution)
+    names = sorted(set(uids))
+    held = {u for i, u in enumerate(names) if cfg.holdout_every > 0 and i % cfg.holdout_every == cfg.holdout_every - 1}
+    mask = np.array([u in held for u in uids])
+    train_x, val_x = torch.from_numpy(frames[~mask]), torch.from_numpy(frames[mask] if mask.any() else frames[:8])
+    log.info("autoencoder: %d training frames from %d assets, %d held out", len(train_x), len(names) - len(held), int(mask.sum()))
+    vae = build_autoencoder(cfg)
+    opt = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, weight_decay=0.0)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    start = time.perf_counter()
+    vae.train()
+    for step in progress(range(cfg.steps), desc="autoencoder", unit="step"):
+        idx = torch.randint(len(train_x), (cfg.batch_size,), generator=gen)
+        x = train_x[idx]
+        if torch.rand((), generator=gen) < 0.5:  # orbits are symmetric under a mirror
+            x = x.flip(-1)
+        dist = vae.encode(x * 2 - 1).latent_dist
+        recon = (vae.decode(dist.sample(gen)).sample + 1) / 2
+        kl = dist.kl().mean() / (x[0].numel())
+        loss = F.mse_loss(recon, x) + 0.5 * F.l1_loss(recon, x) + cfg.kl_weight * kl
+        if not torch.isfinite(loss):
+            raise UserError(f"autoencoder training diverged at step {step} (loss {loss.item()}); lower lr")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        opt.step()
+    vae.eval()
+    with torch.no_grad():
+        z = torch.cat([vae.encode(c * 2 - 1).latent_dist.mode() for c in train_x[:512].split(64)])
+        scale = 1.0 / max(float(z.std()), 1e-6)
+        val_rec = torch.cat([(vae.decode(vae.encode(c * 2 - 1).latent_dist.mode()).sample + 1) / 2 for c in val_x.split(64)])
+        train_rec = torch.cat([(vae.decode(vae.encode(c * 2 - 1).latent_dist.mode()).sample + 1) / 2 for c in train_x[:256].split(64)])
+    vae.register_to_config(scaling_factor=scale)
+    summary = {
+        "steps": cfg.steps,
+        "seconds": round(time.perf_counter() - start, 2),
+        "resolution": cfg.resolution,
+        "latent": [cfg.latent_channels, cfg.resolution // 2 ** (len(cfg.block_out_channels) - 1)] * 1,
+        "scaling_factor": scale,
+        "psnr_train": _psnr(train_rec, train_x[:256]),
+        "psnr_heldout": _psnr(val_rec, val_x),
+        "heldout_assets": sorted(held),
+        "parameters": sum(p.numel() for p in vae.parameters()),
+    }
+    tmp = out.parent / f".tmp-{out.name}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    vae.save_pretrained(tmp)
+    (tmp / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    log.info("autoencoder: %.1f s, PSNR train %.2f dB, held-out %.2f dB, scale %.3f", summary["seconds"],
+             summary["psnr_train"], summary["psnr_heldout"], scale)  # fmt: skip
+    return summary
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, metavar="DIR", help="curated dataset (diffusion4d curate output)")
+    parser.add_argument("--output", required=True, metavar="DIR", help="model folder to write (diffusers AutoencoderKL)")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="AutoencoderConfig overrides (steps=600 resolution=64 ...)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from diffusion4d.config import ConfigError, load_config
+    from diffusion4d.train.train_config import AutoencoderConfig
+
+    try:
+        cfg = load_config(AutoencoderConfig, None, args.overrides)
+    except ConfigError as err:
+        raise UserError(str(err)) from None
+    if cfg.resolution % 2 ** (len(cfg.block_out_channels) - 1):
+        raise UserError(f"resolution {cfg.resolution} is not a multiple of the downsampling 2^{len(cfg.block_out_channels) - 1}")
+    if not Path(args.data).is_dir():
+        raise UserError(f"--data {args.data}: no such folder")
+    summary = train_autoencoder(cfg, args.data, args.output)
+    print(json.dumps({k: v for k, v in summary.items() if k != "heldout_assets"}))
+    return 0 if math.isfinite(summary["psnr_train"]) else 1
