@@ -127,7 +127,7 @@ def benchmark(output: PathLike, assets=(1, 4, 5, 0), size: int = 64, frames: int
         r = roundtrip(out / "model.glb", out)
         row = {"asset": clip.parent.name, "size": size, "frames": frames, "preset": preset, "overrides": list(overrides),
                "recon_seconds": t_recon, "psnr_train": m["psnr_train"], "num_gaussians": m["num_gaussians"],
-               "export": {k: rep[k] for k in ("bytes", "vertices", "faces", "watertight", "colour", "seconds", "iso")},
+               "export": {k: rep[k] for k in ("bytes", "vertices", "faces", "watertight", "repair", "colour", "seconds", "iso")},
                **{k: v for k, v in r.items() if k != "mesh_frames"}}
         validator = Path(__file__).resolve().parents[1] / "tools" / "gltf_validator"
         if shutil.which("node") and (validator / "node_modules").is_dir():

@@ -13,6 +13,10 @@
    Components with fewer than ``min_component_faces`` faces (floaters) are dropped.
 3. **Simplification** to ``vertices`` (default 20 000) with ``fast_simplification`` (quadric
    decimation) when installed, else vertex clustering on a uniform grid (documented fallback).
+   Neither keeps the surface closed everywhere (an edge collapse without the link-condition check
+   leaves back-to-back "fin" triangles and edges shared by two sheets), so :func:`make_manifold`
+   repairs the result: fins removed, such edges flipped in all sheets but one. The mesh is then
+   watertight (every edge in exactly two triangles; the report's ``watertight``, by trimesh).
 4. **Colour**: per vertex, the kernel-weighted mean of the Gaussians' DC colours
    (``SH_C0 * sh0 + 0.5`` at the first frame's time, so the colour head is included), read by
    trilinear interpolation from the two accumulated grids. The training videos are lit by the
@@ -250,8 +254,8 @@ def simplify(verts: np.ndarray, faces: np.ndarray, target_vertices: int) -> Tupl
 def cluster_vertices(verts: np.ndarray, faces: np.ndarray, target_vertices: int) -> Tuple[np.ndarray, np.ndarray]:
     """Vertex clustering: merge the vertices of each cell of a uniform grid (cell size chosen
     by bisection so that about ``target_vertices`` cells are occupied) into their mean, drop
-    the triangles that collapse. Not topology-preserving; the fallback when
-    ``fast_simplification`` is missing."""
+    the triangles that collapse. Not topology-preserving (:func:`make_manifold` repairs the
+    result); the fallback when ``fast_simplification`` is missing."""
     lo, hi = verts.min(0), verts.max(0)
     size_lo, size_hi = 1e-6, float(np.max(hi - lo))
     for _ in range(30):
@@ -271,12 +275,164 @@ def cluster_vertices(verts: np.ndarray, faces: np.ndarray, target_vertices: int)
         new_v[:, k] = np.bincount(label, weights=verts[:, k]) / counts
     f = label[faces]
     ok = (f[:, 0] != f[:, 1]) & (f[:, 1] != f[:, 2]) & (f[:, 0] != f[:, 2])
-    f = np.unique(np.sort(f[ok], axis=1), axis=0, return_index=True)[1]
-    f = label[faces][ok][np.sort(f)]
+    f = f[ok]  # duplicated and back-to-back triangles stay: make_manifold pairs them off
     used = np.unique(f)
     remap = np.full(len(new_v), -1, dtype=np.int64)
     remap[used] = np.arange(len(used))
     return new_v[used], remap[f]
+
+
+def _cyclic_min_first(faces: np.ndarray) -> np.ndarray:
+    """Each triangle rotated so that its smallest index comes first (orientation kept)."""
+    r = np.argmin(faces, axis=1)
+    return np.take_along_axis(faces, (r[:, None] + np.arange(3)[None]) % 3, 1)
+
+
+def _drop_duplicate_triangles(faces: np.ndarray, stats: dict) -> np.ndarray:
+    """Triangles on the same three vertices: back-to-back pairs (a zero-volume "fin", which puts
+    two triangles too many on each of its edges) are removed both; same-orientation copies are
+    kept once."""
+    srt = np.sort(faces, 1)
+    _, group, count = np.unique(srt, axis=0, return_inverse=True, return_counts=True)
+    group = group.reshape(-1)
+    if not (count > 1).any():
+        return faces
+    positive = _cyclic_min_first(faces)[:, 1] == srt[:, 1]  # (min, mid, max) order: one of the two orientations
+    drop = np.zeros(len(faces), dtype=bool)
+    for g in np.nonzero(count > 1)[0]:
+        members = np.nonzero(group == g)[0]
+        pos, neg = members[positive[members]].tolist(), members[~positive[members]].tolist()
+        n = min(len(pos), len(neg))
+        drop[pos[:n] + neg[:n]] = True
+        rest = pos[n:] + neg[n:]
+        drop[rest[1:]] = True
+        stats["fins"] += n
+        stats["duplicates"] += max(len(rest) - 1, 0)
+    return faces[~drop]
+
+
+def _sheet_pairings(verts: np.ndarray, a: int, b: int, fwd: list, bwd: list, opposite) -> list:
+    """Ways to pair the triangles around the edge ``a-b`` into sheets (forward triangle holding
+    ``a->b``, backward holding ``b->a``): the two pairings of neighbours in angular order around
+    the edge first, then (for up to 3 sheets) every other pairing."""
+    import itertools
+
+    u = verts[b] - verts[a]
+    u = u / max(float(np.linalg.norm(u)), 1e-30)
+    e1 = np.cross(u, [1.0, 0.0, 0.0] if abs(u[0]) < 0.9 else [0.0, 1.0, 0.0])
+    e1 /= np.linalg.norm(e1)
+    e2 = np.cross(u, e1)
+
+    def angle(f: int) -> float:
+        w = verts[opposite(f)] - verts[a]
+        return float(np.arctan2(w @ e2, w @ e1))
+
+    ring = sorted([(angle(f), 0, f) for f in fwd] + [(angle(f), 1, f) for f in bwd])
+    n = len(ring)
+    out = []
+    for shift in (0, 1):
+        r = ring[shift:] + ring[:shift]
+        pairs = [(r[k + 1][2], r[k][2]) for k in range(0, n - 1, 2) if r[k][1] == 1 and r[k + 1][1] == 0]
+        if len(pairs) == len(fwd) and pairs not in out:
+            out.append(pairs)
+    if len(fwd) <= 3:
+        for perm in itertools.permutations(bwd):
+            pairs = list(zip(fwd, perm))
+            if pairs not in out:
+                out.append(pairs)
+    return out
+
+
+def make_manifold(verts: np.ndarray, faces: np.ndarray, max_passes: int = 10) -> Tuple[np.ndarray, np.ndarray, dict]:
+    """Repair what edge-collapse decimation breaks in a closed, consistently oriented mesh, so that
+    every edge has exactly two triangles (watertight) again.
+
+    Quadric decimation (``fast_simplification``) collapses edges without checking the link
+    condition: where a collapse squeezes a thin tunnel or a sliver, it leaves a *fin* (two
+    back-to-back triangles on the same three vertices) or two sheets that share one edge
+    (an edge with 4 triangles). Per pass: triangles with a repeated vertex are dropped, fins are
+    removed, and on every edge with more than two triangles the triangles are paired into sheets
+    (one triangle holding ``a->b`` with one holding ``b->a``) and the edge is flipped in all
+    sheets but one (the quad ``a, y, b, x`` re-triangulated along ``x-y``); a sheet whose two
+    triangles share their third vertex is a fin and removed; a flip whose new edge already exists
+    is not done (another pairing or another kept sheet is tried). Unreferenced vertices are dropped
+    at the end; the others keep their order. Returns (verts, faces, stats)."""
+    faces = np.asarray(faces, dtype=np.int64)
+    stats = {"degenerate": 0, "fins": 0, "duplicates": 0, "flips": 0, "passes": 0}
+    V = len(verts)
+    for p in range(max_passes):
+        stats["passes"] = p + 1
+        n_before = len(faces)
+        ok = (faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 0] != faces[:, 2])
+        stats["degenerate"] += int((~ok).sum())
+        faces = _drop_duplicate_triangles(faces[ok], stats)
+        changed = len(faces) != n_before
+        half = faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)  # half-edge h belongs to triangle h // 3
+        und = np.sort(half, 1)
+        keys, inverse, count = np.unique(und[:, 0] * V + und[:, 1], return_inverse=True, return_counts=True)
+        bad = np.nonzero(count > 2)[0]
+        if len(bad):
+            edge_set = set(keys.tolist())
+            by_edge = np.argsort(inverse.reshape(-1), kind="stable")
+            starts = np.concatenate([[0], np.cumsum(count)])
+            touched = np.zeros(len(faces), dtype=bool)
+            faces = faces.copy()
+            for e in bad:
+                hs = by_edge[starts[e] : starts[e + 1]]
+                if touched[hs // 3].any():  # a neighbour was changed in this pass: next pass
+                    continue
+                a, b = (int(x) for x in und[hs[0]])
+                fwd = [int(h // 3) for h in hs if half[h, 0] == a]
+                bwd = [int(h // 3) for h in hs if half[h, 0] == b]
+                opposite = lambda f: int(faces[f].sum()) - a - b  # noqa: E731
+                plan = None
+                if len(fwd) == len(bwd):
+                    for pairs in _sheet_pairings(verts, a, b, fwd, bwd, opposite):
+                        for keep in range(len(pairs)):
+                            acts, new_edges = [], set()
+                            for k, (ff, fb) in enumerate(pairs):
+                                if k == keep:
+                                    continue
+                                x, y = opposite(ff), opposite(fb)
+                                key = min(x, y) * V + max(x, y)
+                                if x != y and (key in edge_set or key in new_edges):
+                                    break
+                                if x != y:
+                                    new_edges.add(key)
+                                acts.append((ff, fb, x, y))
+                            else:
+                                plan = (acts, new_edges)
+                                break
+                        if plan is not None:
+                            break
+                if plan is None:
+                    continue
+                for ff, fb, x, y in plan[0]:
+                    touched[[ff, fb]] = True
+                    if x == y:  # a fin: both triangles made degenerate, dropped next pass
+                        faces[ff] = faces[fb] = a
+                        stats["fins"] += 1
+                    else:
+                        faces[ff], faces[fb] = (a, y, x), (y, b, x)
+                        stats["flips"] += 1
+                    changed = True
+                edge_set |= plan[1]
+        if not changed:
+            break
+    used = np.zeros(V, dtype=bool)
+    used[faces.reshape(-1)] = True
+    remap = np.cumsum(used) - 1
+    faces = remap[faces]
+    stats.update({f"{k}_edges_left": v for k, v in edge_counts(faces).items()})
+    return verts[used], faces, stats
+
+
+def edge_counts(faces: np.ndarray) -> dict:
+    """Edges of a triangle mesh with one triangle (``boundary``) and with more than two (``non_manifold``);
+    a closed 2-manifold edge graph (trimesh's ``is_watertight``) has neither."""
+    und = np.sort(faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), 1)
+    _, count = np.unique(und, axis=0, return_counts=True)
+    return {"boundary": int((count == 1).sum()), "non_manifold": int((count > 2).sum())}
 
 
 def _trilinear(values: np.ndarray, coords: np.ndarray) -> np.ndarray:
@@ -320,7 +476,11 @@ def extract_mesh(gaussians: Dict[str, torch.Tensor], colours: torch.Tensor, grid
     raw_vertices = len(verts)
     verts, faces = _remove_small_components(verts, faces, min_component_faces)
     verts, faces, method = simplify(verts, faces, vertices)
+    verts, faces, repair = make_manifold(verts, faces)  # decimation breaks the closed surface in places
     verts, faces = _remove_small_components(verts, faces, 4)
+    if repair["non_manifold_edges_left"] or repair["boundary_edges_left"]:
+        log.warning("mesh not closed after the repair: %d edges with more than two triangles, %d with one",
+                    repair["non_manifold_edges_left"], repair["boundary_edges_left"])
     if _signed_volume(verts, faces) < 0:  # outward-facing triangles (counter-clockwise from outside)
         faces = faces[:, ::-1].copy()
     normals = vertex_normals(verts, faces)
@@ -330,7 +490,7 @@ def extract_mesh(gaussians: Dict[str, torch.Tensor], colours: torch.Tensor, grid
     colours_srgb = np.clip(csum / np.maximum(wsum, 1e-8)[:, None], 0.0, 1.0)
     stats = {"grid_shape": list(g.density.shape), "voxel": g.voxel, "iso": iso, "density_max": float(g.density.max()),
              "marching_cubes_vertices": raw_vertices, "vertices": len(verts), "faces": len(faces),
-             "simplification": method, "seconds_grid": t_grid}
+             "simplification": method, "repair": repair, "seconds_grid": t_grid}
     return CanonicalMesh(verts, faces, normals, colours_srgb, stats)
 
 
@@ -661,7 +821,7 @@ def export_glb(source, out_path: Union[str, Path], *, vertices: int = DEFAULT_VE
 
 
 __all__ = ["DEFAULT_GRID", "DEFAULT_ISO", "DEFAULT_VERTICES", "Model4D", "density_grid", "export_glb", "extract_mesh",
-           "load_model_4d", "vertex_motion"]
+           "edge_counts", "load_model_4d", "make_manifold", "vertex_motion"]
 
 
 # ----------------------------------------------------------------------------- colour from views
