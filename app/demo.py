@@ -211,7 +211,7 @@ def _motion_values(run: DemoRun) -> List[float]:
     import numpy as np
 
     ms = np.array([r["motion_magnitude"] for r in _accepted(run) if r.get("motion_magnitude") is not None], dtype=float)
-    values = sorted({round(float(np.quantile(ms, q)), 4) if q > 0 else 0.0 for q in run.cfg.motion_sweep_quantiles})
+    values = sorted({round(float(v), 4) for v in np.linspace(0.0, float(ms.max()) if len(ms) else 0.0, max(run.cfg.sweep_values, 2))})
     return values
 
 

@@ -20,7 +20,7 @@ class DemoConfig:
     prompts: int = 5  # training captions generated as text-to-4D samples (scored against their own asset)
     sweep_prompts: int = 2  # captions swept over motion magnitudes (the most moving assets first)
     probe_prompts: int = 3  # captions recombining training attributes never seen together (generalisation probe, no bar)
-    motion_sweep_quantiles: List[float] = field(default_factory=lambda: [0.0, 0.5, 1.0])  # sweep at these quantiles of the data's m (0 -> m = 0)
+    sweep_values: int = 5  # requested magnitudes of a motion sweep: evenly spaced from 0 to the largest m of the curated assets
     sampling_steps: int = 20  # DDIM steps
     guidance: List[float] = field(default_factory=lambda: [3.0, 0.5])  # w1, w2 of the 3D-aware CFG
     recon_preset: str = "demo"  # reconstruction preset (configs/recon)

@@ -18,7 +18,7 @@ still run, and the exit status is 1 when any part failed):
   branches batched into one forward (batch 3) vs one forward per branch.
 * ``curate``: one procedural asset (``diffusion4d assets --count 1``) curated at 256 px, 24 frames
   (``diffusion4d curate``, dynamic + static orbits). When it fails the recon part falls back to the
-  synthetic scene of ``diffusion4d.recon.synthetic`` (and this part stays failed).
+  synthetic scene of ``diffusion4d.recon.testing`` (and this part stays failed).
 * ``recon``: ``diffusion4d reconstruct --backend gsplat --preset paper --holdout 4`` on that clip:
   wall time, held-out PSNR (``metrics.json``), then the fitted Gaussians (``gaussians_4d``, deformed
   to each view's time) rendered by gsplat and by the torch backend: max / mean |difference|.
@@ -421,7 +421,7 @@ def part_recon(s: Settings, limit: float, clip: Optional[str], gsplat_build: Opt
         print(f"  gsplat kernels ready ({build_s:.1f} s after the suite started)", flush=True)
     source = "curated"
     if clip is None:  # curation failed: the synthetic scene keeps this part measurable
-        from diffusion4d.recon.synthetic import write_synthetic_asset
+        from diffusion4d.recon.testing import write_synthetic_asset
 
         clip = str(write_synthetic_asset(s.work / "synthetic", frames=s.curate_frames, size=s.pixels, num=2000 if not s.smoke else 200))
         source = "synthetic (no curated clip)"
@@ -472,7 +472,7 @@ def compare_backends(s: Settings, recon_dir: Path, clip: Path, views: int = 2) -
     from diffusion4d.recon.export import load_4d
     from diffusion4d.recon.fit import load_views
     from diffusion4d.recon.rasterize import rasterize
-    from diffusion4d.recon.rasterize_reference import rasterize_dense
+    from diffusion4d.recon.testing import rasterize_dense
     from diffusion4d.recon.recon_config import load_recon_config
 
     cfg = load_recon_config(s.recon_preset)

@@ -23,7 +23,7 @@ import torch
 
 def _scene(n: int, size: int, device: str):
     from diffusion4d.cameras import orbit_trajectory
-    from diffusion4d.recon.synthetic import synthetic_scene
+    from diffusion4d.recon.testing import synthetic_scene
 
     s = synthetic_scene(n, seed=0)
     tr = orbit_trajectory("dynamic", 1, width=size, height=size, elevation=15.0)
@@ -43,7 +43,7 @@ def _time(fn, reps: int) -> float:
 
 def rasterizer_speed(size: int, n: int, reps: int) -> dict:
     from diffusion4d.recon.rasterize import rasterize
-    from diffusion4d.recon.rasterize_reference import rasterize_dense
+    from diffusion4d.recon.testing import rasterize_dense
 
     params, vm, K = _scene(n, size, "cpu")
 
@@ -92,7 +92,7 @@ def rasterizer_speed(size: int, n: int, reps: int) -> dict:
 
 def preset_wall_time(preset: str, size: int, frames: int) -> dict:
     from diffusion4d.recon import reconstruct
-    from diffusion4d.recon.synthetic import write_synthetic_asset
+    from diffusion4d.recon.testing import write_synthetic_asset
 
     with tempfile.TemporaryDirectory() as tmp:
         clip = write_synthetic_asset(Path(tmp), frames=frames, size=size, num=600)

@@ -15,7 +15,7 @@ backend:
 * ``"auto"``: gsplat when the tensors live on CUDA and gsplat imports, else ``cpu`` when the
   kernel builds (a C++ compiler is present), else ``torch``.
 
-The brute-force twin used by tests lives in :mod:`diffusion4d.recon.rasterize_reference`.
+The brute-force twin used by tests lives in :mod:`diffusion4d.recon.testing`.
 
 Compositing rule (3DGS / gsplat): ``alpha = min(alpha_max, o exp(-0.5 d^T Sigma^-1 d))``;
 Gaussians with ``alpha < 1/255`` are skipped; a pixel stops at the Gaussian that would bring

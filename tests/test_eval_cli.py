@@ -134,7 +134,7 @@ def test_strict_missing_weights_exits_2_with_one_line(data, tmp_path):
 @pytest.mark.slow  # ~10-30 s on 2 loaded cores: builds a tiny CLIP, a random AlexNet and a tiny I3D
 def test_all_metrics_with_tiny_stand_in_weights(data, tmp_path, no_weights):
     from diffusion4d.app import main
-    from diffusion4d.eval.testing_utils import write_random_lpips_backbone, write_tiny_clip, write_tiny_i3d
+    from diffusion4d.eval.testing import write_random_lpips_backbone, write_tiny_clip, write_tiny_i3d
 
     weights = tmp_path / "weights"
     clip_dir = write_tiny_clip(weights / "tiny-clip")

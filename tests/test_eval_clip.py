@@ -6,7 +6,7 @@ import torch
 
 from diffusion4d import weights as W
 from diffusion4d.eval.clip_scores import ClipLoadError, ClipScorer, check_tokenizer, cosine, nearest_azimuth_indices
-from diffusion4d.eval.testing_utils import write_tiny_clip
+from diffusion4d.eval.testing import write_tiny_clip
 
 
 @pytest.fixture(scope="module")

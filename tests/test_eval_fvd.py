@@ -14,7 +14,7 @@ from diffusion4d.eval.fvd_metric import (
     preprocess,
 )
 from diffusion4d.eval.i3d_model import InceptionI3d
-from diffusion4d.eval.testing_utils import write_tiny_i3d
+from diffusion4d.eval.testing import write_tiny_i3d
 
 
 @pytest.mark.parametrize("n1,n2,dim,shift", [(200, 150, 8, 0.0), (300, 300, 16, 0.7), (50, 80, 4, 3.0)])

@@ -9,7 +9,7 @@ from scipy.signal import correlate2d
 
 from diffusion4d import weights as W
 from diffusion4d.metrics import match_size, psnr_per_frame, ssim_per_frame, to_tensor
-from diffusion4d.eval.testing_utils import write_random_lpips_backbone
+from diffusion4d.eval.testing import write_random_lpips_backbone
 
 
 def _psnr_direct(a: np.ndarray, b: np.ndarray) -> float:

@@ -14,7 +14,7 @@ from diffusion4d.recon.export import ply_fields, read_ply, write_ply
 from diffusion4d.recon.gaussians import GaussianModel
 from diffusion4d.recon.pipeline import holdout_indices
 from diffusion4d.recon.recon_config import load_recon_config, preset_names
-from diffusion4d.recon.synthetic import write_synthetic_asset
+from diffusion4d.recon.testing import write_synthetic_asset
 
 
 @pytest.fixture(scope="module")

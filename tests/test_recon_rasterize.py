@@ -11,7 +11,7 @@ from diffusion4d.cameras import orbit_trajectory
 from diffusion4d.recon.projection import covariance_3d, project_gaussians
 from diffusion4d.recon import cpu_kernel
 from diffusion4d.recon.rasterize import rasterize, resolve_backend, tile_intersections
-from diffusion4d.recon.rasterize_reference import rasterize_dense
+from diffusion4d.recon.testing import rasterize_dense
 from diffusion4d.recon.sh import eval_sh
 
 try:

@@ -13,7 +13,7 @@ import diffusion4d.recon.fit
 import diffusion4d.recon.pipeline
 from diffusion4d.recon.resume import COARSE_FILE, coarse_inputs, describe_difference, fingerprint, load_coarse
 from diffusion4d.recon.recon_config import load_recon_config
-from diffusion4d.recon.synthetic import write_synthetic_asset
+from diffusion4d.recon.testing import write_synthetic_asset
 
 FAST = ["output.videos=false", "output.ply=false"]
 

@@ -132,7 +132,7 @@ def test_config_validation_and_auto_knots():
 
 def test_tracking_recovers_a_rotation_beyond_the_gradient_basin():
     """A 25 degree turn about Z of a textured blob, from one view: search + pyramid find it."""
-    from diffusion4d.recon.synthetic import synthetic_scene
+    from diffusion4d.recon.testing import synthetic_scene
 
     torch.manual_seed(0)
     s = synthetic_scene(300, seed=1)

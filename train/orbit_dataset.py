@@ -91,7 +91,13 @@ class OrbitDataset(torch.utils.data.Dataset):
     ``c2w`` ``[F, 4, 4]``, ``motion_magnitude`` (float, NaN if unknown), ``caption``, ``uid``.
 
     ``stage="prior3d"`` serves the static orbits as the videos to learn (``frames`` is the static
-    orbit, ``motion_magnitude`` 0): training stage 1, the 3D-aware prior."""
+    orbit, ``motion_magnitude`` 0): training stage 1, the 3D-aware prior.
+
+    ``zero_motion_prob`` (stage 4d): with this probability (drawn per index and epoch) a sample is
+    its asset's static orbit, the same cameras with the animation frozen at t0, served as a video
+    with ``motion_magnitude`` 0, which is its motion magnitude by definition (Eq. 1). Every asset then
+    appears at m = 0 and at its own m, so the magnitude stops identifying the asset on small datasets.
+    """
 
     def __init__(
         self,
@@ -103,6 +109,7 @@ class OrbitDataset(torch.utils.data.Dataset):
         seed: int = 0,
         cache_dir: Optional[str] = None,
         stage: str = "4d",
+        zero_motion_prob: float = 0.0,
     ):
         self.root = Path(root)
         self.stage = stage
@@ -114,6 +121,7 @@ class OrbitDataset(torch.utils.data.Dataset):
         self.seed = seed
         self.epoch = 0
         self.cache_dir = Path(cache_dir) if cache_dir else None
+        self.zero_motion_prob = float(zero_motion_prob)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -150,17 +158,28 @@ class OrbitDataset(torch.utils.data.Dataset):
             "uid": rec["uid"],
         }
 
+    def zero_motion(self, index: int) -> bool:
+        """Whether sample ``index`` of this epoch is served as its static orbit with m = 0."""
+        if self.stage != "4d" or self.zero_motion_prob <= 0:
+            return False
+        return bool(np.random.default_rng([self.seed, self.epoch, index, 104729]).random() < self.zero_motion_prob)
+
     def __getitem__(self, index: int) -> Dict[str, Any]:
         orbit = self.orbit_choice(index)
         if self.cache_dir is None:
-            return self.load_pixels(index, orbit)
-        from safetensors.torch import load_file
+            item = self.load_pixels(index, orbit)
+        else:
+            from safetensors.torch import load_file
 
-        rec = self.records[index]
-        o = rec["orbits"][orbit]
-        item = load_file(str(self.cache_dir / f"{cache_key(rec['uid'], orbit)}.safetensors"))
-        m = 0.0 if self.stage == "prior3d" else o.get("motion_magnitude")
-        item.update(motion_magnitude=float("nan") if m is None else float(m), caption=rec["caption"], uid=rec["uid"])
+            rec = self.records[index]
+            o = rec["orbits"][orbit]
+            item = load_file(str(self.cache_dir / f"{cache_key(rec['uid'], orbit)}.safetensors"))
+            m = 0.0 if self.stage == "prior3d" else o.get("motion_magnitude")
+            item.update(motion_magnitude=float("nan") if m is None else float(m), caption=rec["caption"], uid=rec["uid"])
+        if self.zero_motion(index):
+            key, static = ("latents", "static_latents") if "latents" in item else ("frames", "static_frames")
+            item[key] = item[static].clone()
+            item["motion_magnitude"] = 0.0
         return item
 
     def all_items(self) -> Iterator[tuple]:

@@ -37,10 +37,13 @@ class DataConfig:
     cache_latents: bool = False  # precompute VAE latents + text embeddings to disk (safetensors)
     cache_dir: str = ""  # latent cache folder ("" -> <output_dir>/latent_cache)
     num_workers: int = 0  # DataLoader workers
+    zero_motion_prob: float = 0.0  # stage 4d: P(a sample is its static orbit served with m = 0), see OrbitDataset
 
     def validate(self) -> None:
         if self.resolution < 8 or self.num_frames < 1:
             raise ValueError("resolution must be >= 8 and num_frames >= 1")
+        if not 0.0 <= self.zero_motion_prob <= 1.0:
+            raise ValueError(f"data.zero_motion_prob must be in [0, 1], got {self.zero_motion_prob}")
 
 
 @dataclass

@@ -251,7 +251,8 @@ class Trainer:
         if d.cache_latents:
             tag = cache_fingerprint([cfg.stage, d.resolution, d.num_frames, d.frame_sampling, cfg.model.base, cfg.model.vae, cfg.model.text_encoder])
             cache_dir = Path(d.cache_dir or self.out / "latent_cache") / tag
-        self.dataset = OrbitDataset(d.root, d.resolution, d.num_frames, d.frame_sampling, d.random_orbit, cfg.seed, stage=cfg.stage)
+        self.dataset = OrbitDataset(d.root, d.resolution, d.num_frames, d.frame_sampling, d.random_orbit, cfg.seed, stage=cfg.stage,
+                                    zero_motion_prob=d.zero_motion_prob)
         if cache_dir is not None:
             # every rank encodes its share (item k goes to rank k mod world), then all wait; the
             # barrier's timeout is process_group_timeout_minutes (cache_dir must be on a file system
