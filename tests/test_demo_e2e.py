@@ -16,15 +16,26 @@ def test_quick_demo_runs_every_stage_and_reruns_skip(tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stderr[-3000:]
     state = json.loads((out / "demo_state.json").read_text())["stages"]
-    assert list(state) == ["assets", "curate", "train_prior", "train", "generate", "reconstruct", "evaluate", "report"]
+    assert list(state) == ["assets", "curate", "autoencoder", "train_prior", "train", "generate", "reconstruct", "evaluate", "report"]
     assert all(s["status"] == "done" for s in state.values())
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["curation"]["counts"]["accepted"] >= 2
     assert metrics["training"]["loss_last_tenth"] < metrics["training"]["loss_first_tenth"]
-    assert len(metrics["motion_control"]["requested"]) >= 3
+    (group,) = metrics["motion_control"]["groups"]  # quick: one swept caption
+    assert len(group["requested"]) == 3 and group["requested"][0] == 0.0 and len(group["identity_iou"]) == 3
+    assert set(metrics["targets"]) == {"iou", "colour", "spearman", "identity_iou", "recon_psnr"}
+    assert all(t["value"] is not None for t in metrics["targets"].values())  # every target measured
+    # the model works on the autoencoder's latents and generates 64 px frames (no upsampling)
+    assert (out / "autoencoder" / "config.json").is_file() and state["autoencoder"]["latent"] == [4, 16]
+    from diffusion4d.io import read_clip
+
+    sample = next((out / "generated" / "prompts").glob("*/dynamic"))
+    assert read_clip(sample).frames.shape[1:3] == (64, 64)
+    assert (out / "train" / "checkpoint-200" / "vae" / "config.json").is_file()
+    assert len(metrics["probe"]) == 1 and (out / "generated" / "probe" / "probe0" / "dynamic").is_dir()
     # both stages of the recipe ran: stage 2 started from the stage-1 prior and carries it, generation used it
     assert state["train"]["prior"] == state["train_prior"]["checkpoint"] is not None
-    assert (out / "train" / "checkpoint-300" / "prior_unet" / "config.json").is_file()
+    assert (out / "train" / "checkpoint-200" / "prior_unet" / "config.json").is_file()
     gen = json.loads(next((out / "generated" / "prompts").glob("*/generation.json")).read_text())
     assert gen["prior"] == "separate"
     assert set(metrics["reconstruction"]) == {"generated", "ground_truth"}
@@ -36,4 +47,4 @@ def test_quick_demo_runs_every_stage_and_reruns_skip(tmp_path):
     # a rerun skips every completed stage
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0
-    assert again.stderr.count("already done") == 8
+    assert again.stderr.count("already done") == 9
