@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional
+
+from diffusion4d.browser import HEADLESS_FLAGS, find_chromium, require_chromium  # noqa: F401  (find_chromium: re-exported)
 
 _PROBE = """
 <script>
@@ -43,26 +44,7 @@ window.addEventListener('load', function () {
 </script>
 """
 
-_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--autoplay-policy=no-user-gesture-required",
-    "--hide-scrollbars",
-]
-
-
-def find_chromium() -> Optional[str]:
-    for name in ("chromium", "chromium-browser", "google-chrome", "chrome"):
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
+_FLAGS = [*HEADLESS_FLAGS, "--disable-gpu", "--disable-quic", "--autoplay-policy=no-user-gesture-required"]
 
 
 @dataclass
@@ -109,9 +91,7 @@ def check_media(
 
 
 def _check_once(html_path: Path, screenshot: Optional[Path], chromium: Optional[str], timeout: float) -> MediaCheck:
-    chromium = chromium or find_chromium()
-    if chromium is None:
-        raise FileNotFoundError("no Chromium found (install Debian's 'chromium' package)")
+    chromium = require_chromium(chromium)
     html_path = Path(html_path).resolve()
     with tempfile.TemporaryDirectory() as tmp:
         probe_page = html_path.with_name(f".{html_path.stem}.probe.html")

@@ -19,11 +19,12 @@ import html
 import json
 import os
 import re
-import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 from typing import Optional, Union
+
+from diffusion4d.browser import HEADLESS_FLAGS, find_chromium, require_chromium
 
 PathLike = Union[str, Path]
 REPO = Path(__file__).resolve().parents[2]
@@ -73,10 +74,8 @@ def write_viewer(glb: PathLike, html_path: Optional[PathLike] = None, title: Opt
 
 
 # ----------------------------------------------------------------------------- headless check
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
-                  "--allow-file-access-from-files", "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--hide-scrollbars", "--window-size=640,480",
-                  "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0"]
+CHROMIUM_FLAGS = [*HEADLESS_FLAGS, "--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--allow-file-access-from-files",
+                  "--window-size=640,480", "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0"]
 
 _STATE = ("JSON.stringify((function () { var mv = document.getElementById('viewer'); return mv ? {loaded: !!(mv.loaded "
           "|| window.d4dLoaded), error: window.d4dError || null, duration: mv.duration, animations: mv.availableAnimations, "
@@ -147,14 +146,6 @@ class _WebSocket:
         self.sock.close()
 
 
-def find_chromium() -> Optional[str]:
-    for name in ("chromium", "chromium-browser", "google-chrome", "chrome"):
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
-
-
 def check_viewer(html_path: PathLike, chromium: Optional[str] = None, wait_ms: int = 1500, timeout: float = 120.0) -> dict:
     """Open ``html_path`` in headless Chromium (software WebGL), poll it over the DevTools
     protocol (``Runtime.evaluate``) until model-viewer's model has loaded, then read
@@ -164,9 +155,7 @@ def check_viewer(html_path: PathLike, chromium: Optional[str] = None, wait_ms: i
     import time
     import urllib.request
 
-    chromium = chromium or find_chromium()
-    if chromium is None:
-        raise FileNotFoundError("no Chromium found (install Debian's 'chromium' package)")
+    chromium = require_chromium(chromium)
     html_path = Path(html_path).resolve()
     with tempfile.TemporaryDirectory() as profile:
         proc = subprocess.Popen([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", html_path.as_uri()],
