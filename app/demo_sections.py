@@ -305,6 +305,12 @@ def build_report(run: "DemoRun") -> Tuple[Path, dict]:
     for section in (section_data, section_training, section_generation, section_recon, section_metrics, section_times):
         section(run, report, metrics)
     metrics["targets"] = targets(metrics)
+    labels = {"iou": "silhouette IoU of caption samples with their own asset", "colour": "share of captions whose colour is nearest to their own asset",
+              "spearman": "Spearman rho of the motion sweeps (mean)", "identity_iou": "frame-0 IoU of every sweep sample with its m = 0 sample (min)",
+              "recon_psnr": "held-out PSNR of the 4D reconstruction of a generated orbit (dB)"}
+    rows = [[labels[k], _float(t["value"]), f">= {t['target']}", {True: "met", False: "NOT met", None: "not measured"}[t["met"]]]
+            for k, t in metrics["targets"].items()]
+    report.add("8. Targets of the demo's model", R.table(["what", "value", "target", "verdict"], rows))
     path = report.write(run.out / "report.html")
     atomic_write_json(run.out / "metrics.json", metrics)
     return path, metrics
