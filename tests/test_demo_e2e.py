@@ -31,11 +31,11 @@ def test_quick_demo_runs_every_stage_and_reruns_skip(tmp_path):
 
     sample = next((out / "generated" / "prompts").glob("*/dynamic"))
     assert read_clip(sample).frames.shape[1:3] == (64, 64)
-    assert (out / "train" / "checkpoint-200" / "vae" / "config.json").is_file()
+    assert (out / "train" / "checkpoint-120" / "vae" / "config.json").is_file()
     assert len(metrics["probe"]) == 1 and (out / "generated" / "probe" / "probe0" / "dynamic").is_dir()
     # both stages of the recipe ran: stage 2 started from the stage-1 prior and carries it, generation used it
     assert state["train"]["prior"] == state["train_prior"]["checkpoint"] is not None
-    assert (out / "train" / "checkpoint-200" / "prior_unet" / "config.json").is_file()
+    assert (out / "train" / "checkpoint-120" / "prior_unet" / "config.json").is_file()
     gen = json.loads(next((out / "generated" / "prompts").glob("*/generation.json")).read_text())
     assert gen["prior"] == "separate"
     assert set(metrics["reconstruction"]) == {"generated", "ground_truth"}
