@@ -154,9 +154,18 @@ class _Evaluator:
         self.fvd_features: Dict[str, np.ndarray] = {}
         self.fvd_pairs: Dict[str, List[Tuple[str, str]]] = {}  # method -> [(pred key, gt key)]
         self.colours: Dict[str, Dict[str, Any]] = {}  # method -> uid -> mean foreground RGB (or None)
-        self.gt_colours: Dict[str, Any] = {}  # gt clip dir -> mean foreground RGB (or None)
+        self.gt_colours: Dict[str, Any] = {}  # gt clip dir -> mean foreground RGB (or None), see gt_colour
 
     # -- cached loads --
+    def gt_colour(self, clip_dir: Path):
+        """Mean foreground RGB of a ground-truth clip (cached; None when it has no foreground)."""
+        from diffusion4d.eval.colour_match import foreground_mean_colour
+
+        key = str(clip_dir)
+        if key not in self.gt_colours:
+            self.gt_colours[key] = foreground_mean_colour(frames_to_float(self.gt_clip(clip_dir).frames))
+        return self.gt_colours[key]
+
     def gt_clip(self, clip_dir: Path):
         key = str(clip_dir)
         if key not in self.gt_cache:
@@ -210,8 +219,6 @@ class _Evaluator:
             from diffusion4d.eval.colour_match import foreground_mean_colour
 
             self.colours.setdefault(method, {})[uid] = foreground_mean_colour(pred_rgb)
-            if str(gt_dir) not in self.gt_colours:
-                self.gt_colours[str(gt_dir)] = foreground_mean_colour(gt_rgb)
 
         # CLIP scores
         clip_wanted = [m for m in CLIP_METRICS if m in row]
@@ -418,26 +425,16 @@ def _fvd(method: str, ev: _Evaluator, result: EvalResult) -> Optional[Summary]:
 def _colour(method: str, ev: _Evaluator, gt_clips: Dict[str, Path], result: EvalResult) -> Optional[Summary]:
     """Share of the method's samples whose mean foreground colour is nearest to their own asset's
     among every ground-truth asset (:mod:`diffusion4d.eval.colour_match`)."""
-    refs = {uid: ev.gt_colours.get(str(d)) for uid, d in gt_clips.items()}
-    for uid, d in gt_clips.items():  # ground-truth assets without a prediction still compete
-        if refs[uid] is None and str(d) not in ev.gt_colours:
-            from diffusion4d.eval.colour_match import foreground_mean_colour
+    from diffusion4d.eval.colour_match import rank_colours
 
-            refs[uid] = ev.gt_colours[str(d)] = foreground_mean_colour(frames_to_float(ev.gt_clip(d).frames))
-    refs = {u: c for u, c in refs.items() if c is not None}
-    ranks = []
-    for uid, colour in ev.colours.get(method, {}).items():
-        if colour is None or uid not in refs:
-            continue
-        dist = {r: float(np.linalg.norm(colour - c)) for r, c in refs.items()}
-        ranks.append(sorted(dist, key=dist.get).index(uid) + 1)
-    if not ranks or len(refs) < 2:
+    refs = {uid: ev.gt_colour(d) for uid, d in gt_clips.items()}  # assets without a prediction compete too
+    ranks = [m.rank for m in rank_colours(ev.colours.get(method, {}), refs) if m.rank is not None]
+    if not ranks or sum(c is not None for c in refs.values()) < 2:
         reason = "needs samples with a foreground and at least 2 ground-truth assets"
         result.mark_na(method, "colour", reason)
         result.note(f"{method}: colour n/a: {reason}")
         return None
-    matched = [1.0 if r == 1 else 0.0 for r in ranks]
-    return Summary(float(np.mean(matched)), None, len(ranks))
+    return Summary(float(np.mean([r == 1 for r in ranks])), None, len(ranks))
 
 
 def _motion(method: str, clips: Dict[str, Path], result: EvalResult) -> Optional[Summary]:

@@ -44,26 +44,31 @@ class ColourMatch:
         return self.rank == 1
 
 
-def colour_match(generated: Dict[str, np.ndarray], references: Dict[str, np.ndarray]) -> List[ColourMatch]:
-    """Per generated sample (keyed by the uid of the asset its caption describes), the rank of its
-    own asset among ``references`` (uid -> frames) by distance of mean foreground colour."""
-    ref_colours = {uid: foreground_mean_colour(f) for uid, f in references.items()}
-    ref_colours = {uid: c for uid, c in ref_colours.items() if c is not None}
+def rank_colours(colours: Dict[str, Optional[np.ndarray]], references: Dict[str, Optional[np.ndarray]]) -> List[ColourMatch]:
+    """Per sample (keyed by the uid of the asset its caption describes), the rank of its own asset
+    among ``references`` (uid -> mean foreground RGB) by RGB distance; None colours give no verdict."""
+    refs = {uid: c for uid, c in references.items() if c is not None}
     out = []
-    for uid, frames in generated.items():
-        c = foreground_mean_colour(frames)
-        own = ref_colours.get(uid)
+    for uid, c in colours.items():
+        own = refs.get(uid)
         if c is None or own is None:
             out.append(ColourMatch(uid, None if c is None else c.tolist(), None if own is None else own.tolist(), None, None, None))
             continue
-        dist = {r: float(np.linalg.norm(c - rc)) for r, rc in ref_colours.items()}
+        dist = {r: float(np.linalg.norm(c - rc)) for r, rc in refs.items()}
         order = sorted(dist, key=dist.get)
         out.append(ColourMatch(uid, c.tolist(), own.tolist(), dist[uid], order.index(uid) + 1, order[0]))
     return out
+
+
+def colour_match(generated: Dict[str, np.ndarray], references: Dict[str, np.ndarray]) -> List[ColourMatch]:
+    """:func:`rank_colours` of the mean foreground colours of ``generated`` and ``references``
+    (uid -> frames ``[F, H, W, 3]``)."""
+    return rank_colours({u: foreground_mean_colour(f) for u, f in generated.items()},
+                        {u: foreground_mean_colour(f) for u, f in references.items()})
 
 
 def summary(matches: List[ColourMatch]) -> dict:
     return {"matched": sum(m.matched for m in matches), "samples": len(matches), "per_sample": [asdict(m) for m in matches]}
 
 
-__all__ = ["ColourMatch", "colour_match", "foreground_mean_colour", "summary"]
+__all__ = ["ColourMatch", "colour_match", "foreground_mean_colour", "rank_colours", "summary"]

@@ -123,14 +123,17 @@ def train_autoencoder(cfg, data_root: str, output: str) -> dict:
     with torch.no_grad():
         z = torch.cat([vae.encode(c * 2 - 1).latent_dist.mode() for c in train_x[:512].split(64)])
         scale = 1.0 / max(float(z.std()), 1e-6)
-        val_rec = torch.cat([(vae.decode(vae.encode(c * 2 - 1).latent_dist.mode()).sample + 1) / 2 for c in val_x.split(64)])
-        train_rec = torch.cat([(vae.decode(vae.encode(c * 2 - 1).latent_dist.mode()).sample + 1) / 2 for c in train_x[:256].split(64)])
+
+        def round_trip(x: torch.Tensor) -> torch.Tensor:
+            return torch.cat([(vae.decode(vae.encode(c * 2 - 1).latent_dist.mode()).sample + 1) / 2 for c in x.split(64)])
+
+        val_rec, train_rec = round_trip(val_x), round_trip(train_x[:256])
     vae.register_to_config(scaling_factor=scale)
     summary = {
         "steps": cfg.steps,
         "seconds": round(time.perf_counter() - start, 2),
         "resolution": cfg.resolution,
-        "latent": [cfg.latent_channels, cfg.resolution // 2 ** (len(cfg.block_out_channels) - 1)] * 1,
+        "latent": [cfg.latent_channels, cfg.resolution // 2 ** (len(cfg.block_out_channels) - 1)],
         "scaling_factor": scale,
         "psnr_train": _psnr(train_rec, train_x[:256]),
         "psnr_heldout": _psnr(val_rec, val_x),
