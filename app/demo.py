@@ -94,11 +94,20 @@ class DemoRun:
             return done
         start = time.perf_counter()
         result = fn(self) or {}
-        entry = {"status": "done", "seconds": round(time.perf_counter() - start, 2), **result}
+        entry = {"status": "done", "seconds": round(time.perf_counter() - start, 2), "peak_rss_mb": peak_rss_mb(), **result}
         self.state[name] = entry
         self.save_state()
         logger.info("stage %s: done in %.1f s", name, entry["seconds"])
         return entry
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MiB (every demo stage runs in-process)."""
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0, 1)  # bytes on macOS, KiB elsewhere
 
 
 def _cli(argv: List[str]) -> None:

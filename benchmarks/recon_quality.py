@@ -51,6 +51,14 @@ def _reconstruct_one(job: tuple) -> dict:
     return m
 
 
+def _rigid(m: dict) -> str:
+    """The fine stage's rigid-knot choice: the trial's verdict and its two held-out losses, or '-'."""
+    trial = m.get("rigid_trial")
+    if not trial:
+        return "-"
+    return f"{'yes' if trial['used'] else 'no'} ({trial['rigid']:.3f} vs {trial['local']:.3f})"
+
+
 def _curate_real(work: Path, size: int, frames: int) -> tuple:
     """Fetch and curate the real assets; returns (curated folder or None, {name: reason} unavailable)."""
     from diffusion4d.data_curation.real_assets import RealAssetsUnavailable, asset_list, fetch
@@ -136,7 +144,7 @@ def main() -> None:
             print(json.dumps({"uid": rec["uid"], "variant": label, "source": rec["source"], "caption": rec.get("caption"),
                               "status": rec["status"], "psnr_heldout": m["psnr_heldout"], "psnr_train": m["psnr_train"],
                               "ssim_heldout": m["ssim_heldout"], "seconds": m["timings"]["total"],
-                              "cpu_seconds": m["cpu_seconds"], "backend": m["backend"]}))  # fmt: skip
+                              "cpu_seconds": m["cpu_seconds"], "backend": m["backend"], "rigid_trial": m.get("rigid_trial"), "timings": m["timings"]}))  # fmt: skip
     title = f"preset `{args.preset}` {' '.join(args.overrides)}"
     if baseline:
         title += f", baseline = same + `{args.compare}`"
@@ -144,12 +152,12 @@ def main() -> None:
         f"\n## Reconstruction quality ({datetime.date.today().isoformat()}, {os.cpu_count()} CPU cores, {title}, "
         f"{args.size}x{args.size}, {args.frames} frames, every {args.holdout}th held out)\n",
         f"Command: `python benchmarks/recon_quality.py {' '.join(sys.argv[1:])}`\n",
-        "| asset | source | caption | curation | variant | backend | held-out PSNR (dB) | train PSNR (dB) | held-out SSIM | Gaussians | seconds | CPU seconds |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| asset | source | caption | curation | variant | backend | rigid knots | held-out PSNR (dB) | train PSNR (dB) | held-out SSIM | Gaussians | seconds | CPU seconds |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for rec, label, m in rows:
         lines.append(f"| {rec['uid']} | {rec['source']} | {rec.get('caption', '')} | {rec['status']} | {label or '-'} | {m['backend']} "
-                     f"| {m['psnr_heldout']:.2f} | {m['psnr_train']:.2f} | {m['ssim_heldout']:.3f} | {m['num_gaussians']} "
+                     f"| {_rigid(m)} | {m['psnr_heldout']:.2f} | {m['psnr_train']:.2f} | {m['ssim_heldout']:.3f} | {m['num_gaussians']} "
                      f"| {m['timings']['total']:.0f} | {m['cpu_seconds']:.0f} |")  # fmt: skip
     if skipped and not args.include_rejected:
         lines.append("\nRejected by curation (not reconstructed): " + "; ".join(f"{r['uid']} ({r.get('reason', r['status'])})" for r in skipped))

@@ -105,6 +105,17 @@ class RigidMotion(nn.Module):
                 p[k - 1] = 2 * prev - prev2
         self.fitted.fill_(max(int(self.fitted), until + 1))
 
+    @torch.no_grad()
+    def interpolate(self, first: int, last: int) -> None:
+        """Set the knots strictly between knots ``first`` and ``last`` on the straight line between
+        them (rotation vectors and translations): knots at times with no training frame (held-out
+        frames) then sit between their fitted neighbours instead of where extrapolation left them."""
+        rot, trans = self.knot_values()
+        for k in range(first + 1, last):
+            w = (k - first) / (last - first)
+            self.rotvecs[k - 1] = (1 - w) * rot[first] + w * rot[last]
+            self.translations[k - 1] = (1 - w) * trans[first] + w * trans[last]
+
     def acceleration(self) -> Tensor:
         """Mean squared second difference of the fitted knots (rotation vectors and translations)."""
         rot, trans = self.knot_values()
@@ -129,13 +140,15 @@ class HexPlaneDeformation(nn.Module):
         bound: float = 1.0,
         colour: bool = False,
         rigid_knots: int = 0,
+        rigid_free_offsets: bool = False,
     ) -> None:
         super().__init__()
         self.config = dict(
             resolutions=list(resolutions), time_resolution=time_resolution, features=features, hidden=hidden, bound=bound,
-            colour=colour, rigid_knots=rigid_knots,
+            colour=colour, rigid_knots=rigid_knots, rigid_free_offsets=rigid_free_offsets,
         )  # fmt: skip
         self.bound = bound
+        self.rigid_free_offsets = bool(rigid_free_offsets and rigid_knots)
         self.planes = nn.ParameterList()
         for res in resolutions:
             for a, b in PLANE_AXES:
@@ -202,16 +215,46 @@ def deform(gaussians: Dict[str, Tensor], field: HexPlaneDeformation, t: float) -
 
 
 def apply_local(gaussians: Dict[str, Tensor], field: HexPlaneDeformation, t: float) -> Dict[str, Tensor]:
-    """Add the HexPlane heads' deltas at time ``t`` (canonical frame) to activated Gaussians."""
+    """Add the HexPlane heads' deltas at time ``t`` (canonical frame) to activated Gaussians.
+
+    With ``field.rigid_free_offsets`` the position deltas lose their best-fitting rigid motion
+    (:func:`remove_rigid_component`), so that motion is the rigid knots' alone."""
     d = field(gaussians["means"], t)
+    offsets = d["means"]
+    if field.rigid_free_offsets:
+        offsets = remove_rigid_component(offsets, gaussians["means"], gaussians["opacities"].reshape(-1))
     out = dict(gaussians)
-    out["means"] = gaussians["means"] + d["means"]
+    out["means"] = gaussians["means"] + offsets
     out["quats"] = gaussians["quats"] + d["quats"]
     out["scales"] = gaussians["scales"] * torch.exp(d["scales"])
     if d["colour"] is not None:
         sh = gaussians["sh"]
         out["sh"] = torch.cat([sh[:, :1] + d["colour"][:, None], sh[:, 1:]], dim=1)
     return out
+
+
+def remove_rigid_component(offsets: Tensor, points: Tensor, weights: Tensor, eps: float = 1e-6) -> Tensor:
+    """``offsets [N, 3]`` of ``points [N, 3]`` minus the small rigid motion that fits them best
+    (weighted least squares, ``weights [N]``): a translation ``v`` and an infinitesimal rotation
+    ``w`` about the weighted centroid ``c``, ``offsets ~ v + w x (points - c)``.
+
+    The result has zero weighted mean and no net (linearised) rotation about ``c``. Local offsets
+    under rigid knots are otherwise free to carry a global motion that the knots undo, and that
+    trade-off drifts: on a morphing cube the knots walked 3 units away while the offsets walked
+    the cube back, and the frames between fitted ones broke (benchmarks/RESULTS.md)."""
+    w = weights.clamp_min(0).reshape(-1, 1)
+    total = w.sum().clamp_min(1e-12)
+    c = (w * points).sum(0) / total
+    v = (w * offsets).sum(0) / total
+    p = points - c
+    d = offsets - v
+    # normal equations of min sum_i w_i |d_i - w x p_i|^2: (sum w (|p|^2 I - p p^T)) w = sum w p x d
+    eye = torch.eye(3, dtype=points.dtype, device=points.device)
+    inertia = (w * p).t() @ p
+    A = eye * inertia.trace() - inertia
+    b = (w * torch.linalg.cross(p, d)).sum(0)
+    omega = torch.linalg.solve(A + eps * (inertia.trace() + 1e-12) * eye, b)
+    return d - torch.linalg.cross(omega.expand_as(p), p)
 
 
 def apply_rigid(gaussians: Dict[str, Tensor], rigid: RigidMotion, t: float) -> Dict[str, Tensor]:

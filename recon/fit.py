@@ -6,10 +6,11 @@ number of steps run; the order of the stages lives in :mod:`diffusion4d.recon.pi
 
 from __future__ import annotations
 
+import copy
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -45,6 +46,17 @@ class Views:
     def subset(self, index: List[int]) -> "Views":
         i = torch.as_tensor(index, dtype=torch.long)
         return Views(self.images[i], self.viewmats[i], self.Ks[i], self.times[i], self.width, self.height)
+
+    def downsampled(self, factor: int) -> "Views":
+        """The same views ``factor`` x smaller: frames area-averaged (``ceil`` sizes), intrinsics scaled."""
+        if factor <= 1:
+            return self
+        pooled = F.avg_pool2d(self.images.permute(0, 3, 1, 2), factor, ceil_mode=True).permute(0, 2, 3, 1)
+        h, w = pooled.shape[1:3]
+        Ks = self.Ks.clone()
+        Ks[:, 0] *= w / self.width
+        Ks[:, 1] *= h / self.height
+        return Views(pooled.contiguous(), self.viewmats, Ks, self.times, w, h)
 
     @staticmethod
     def cat(parts: List["Views"]) -> "Views":
@@ -232,7 +244,7 @@ def make_deformation(cfg: ReconConfig, num_frames: int) -> HexPlaneDeformation:
     knots = max(num_frames, 2) if f.rigid_knots == -1 else f.rigid_knots
     return HexPlaneDeformation(
         f.resolutions, f.time_resolution, f.features, f.hidden, bound=max(cfg.init.extent, 1.0),
-        colour=f.colour, rigid_knots=knots,
+        colour=f.colour, rigid_knots=knots, rigid_free_offsets=f.rigid_free_offsets,
     )  # fmt: skip
 
 
@@ -358,8 +370,10 @@ def fit_deformation(
     """Fit ``field`` (and, if ``fine.train_gaussians``, the canonical Gaussians) to frames whose
     times differ: frame i is rendered from camera i with the Gaussians deformed to time i.
 
-    With ``fine.time_curriculum > 0`` frames enter in time order; each new frame's rigid knots
-    start at constant velocity from the fitted ones, and the newest frame is in every batch."""
+    With ``fine.time_curriculum > 0`` frames enter in time order; each new frame's rigid knot
+    starts at constant velocity from the fitted ones and is tracked (:func:`track_rigid_knot`),
+    knots between it and the previous tracked one (times with no training frame) are set on the
+    line between the two, and the newest frame is in every batch."""
     rigid = field.rigid
     groups = [
         {"params": list(field.planes.parameters()), "lr": cfg.lr.planes},
@@ -382,14 +396,19 @@ def fit_deformation(
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     active = 0
     skipped = nonfinite = 0
+    tracked = 0  # the last knot a training frame was tracked to
     for step in progress(range(iterations), desc=desc):
         size = curriculum_size(step, len(views), iterations, cfg.fine.time_curriculum)
         while size > active:
             active += 1
             if rigid is not None:
                 newest = order[active - 1]
-                rigid.extrapolate(rigid.knot_index_after(float(views.times[newest])))
+                k = rigid.knot_index_after(float(views.times[newest]))
+                rigid.extrapolate(k)
                 track_rigid_knot(model, field, views.subset([newest]), cfg)
+                if k > tracked:
+                    rigid.interpolate(tracked, k)  # knots of frames not trained on (held out) in between
+                    tracked = k
         window = order[:active]
         idx = [window[j] for j in _pick_views(len(window), batch, gen)]
         if active < len(views) and window[-1] not in idx:
@@ -424,6 +443,57 @@ def fit_deformation(
     _warn_nonfinite(desc, nonfinite, iterations)
     log.info("%s: %d steps", desc, iterations)
     return iterations
+
+
+#: the rigid knots must lower the trial's held-out loss by this fraction to be kept
+RIGID_TRIAL_MARGIN = 0.02
+
+
+def rigid_trial(
+    model: GaussianModel, views: Views, cfg: ReconConfig, num_frames: int, lpips_model: Optional[nn.Module] = None
+) -> Dict[str, Any]:
+    """Whether the fine stage's rigid knots pay off on this asset, judged on frames not fitted.
+
+    The earliest ``fine.rigid_trial_frames`` of the training frames, at a
+    ``fine.rigid_trial_downsample`` times smaller size (cheap), are split alternately in
+    time: the even ones are fitted for ``fine.rigid_trial_steps`` steps twice, from copies of
+    ``model``, with the rigid knots (tracked as in :func:`fit_deformation`) and with the local
+    offsets alone; the odd ones (times in between, as held-out frames are) score each fit.
+
+    A spinning or moving part needs the knots (local offsets cannot carry a large rotation); a
+    morph or a bending skin does not, and there the knots explain part of the change by a rigid
+    move that fits the fitted frames and drifts between them (measured on the real
+    AnimatedMorphCube: see benchmarks/RESULTS.md). The knots are kept when their held-out loss
+    is lower by :data:`RIGID_TRIAL_MARGIN`; a tie keeps the simpler model. Returns
+    ``{"rigid": loss, "local": loss, "fitted": n, "scored": m, "steps": s, "used": bool}``;
+    neither ``model`` nor the global random state changes."""
+    f = cfg.fine
+    order = sorted(range(len(views)), key=lambda i: float(views.times[i]))
+    n = min(len(views), max(3, math.ceil(len(views) * f.rigid_trial_frames)))
+    window = order[:n]
+    small = views.downsampled(f.rigid_trial_downsample)
+    fitted, scored = small.subset(window[0::2]), small.subset(window[1::2])
+    losses: Dict[str, float] = {}
+    with torch.random.fork_rng(devices=[]):
+        for name, knots in (("rigid", f.rigid_knots), ("local", 0)):
+            trial_cfg = replace(cfg, fine=replace(f, rigid_knots=knots))
+            trial_model = copy.deepcopy(model)
+            field = make_deformation(trial_cfg, num_frames).to(views.images.device)
+            fit_deformation(trial_model, field, fitted, trial_cfg, f.rigid_trial_steps, desc=f"rigid trial ({name})", lpips_model=lpips_model)
+            with torch.no_grad():
+                g = trial_model.activated()
+                total = 0.0
+                for i in range(len(scored)):
+                    img, _, _ = render_gaussians(deform(g, field, float(scored.times[i])), scored, [i], cfg, trial_model.sh_degree)
+                    total += float(photometric_loss(img, scored.images[[i]], cfg))
+            losses[name] = total / max(1, len(scored))
+    used = losses["rigid"] < losses["local"] * (1.0 - RIGID_TRIAL_MARGIN)
+    log.info(
+        "rigid trial (fit %d early frames, %d steps; scored on %d between them): loss %.4f with rigid knots, "
+        "%.4f with local offsets alone -> %s",
+        len(fitted), f.rigid_trial_steps, len(scored), losses["rigid"], losses["local"], "rigid knots" if used else "no rigid knots",
+    )  # fmt: skip
+    return {**losses, "fitted": len(fitted), "scored": len(scored), "steps": f.rigid_trial_steps, "used": used}
 
 
 @torch.no_grad()

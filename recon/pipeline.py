@@ -5,7 +5,9 @@ Phases (``mode="orbit"``, Diffusion4D / 4DGS):
      hold out every K-th dynamic frame for evaluation;
   2. coarse: static Gaussians fitted to the static orbit + the t0 dynamic frame (or to the
      training frames when there is no static orbit), with densification and pruning;
-  3. fine: HexPlane + MLP deformation fitted to the dynamic orbit (frame i: camera i, time i);
+  3. fine: HexPlane + MLP deformation fitted to the dynamic orbit (frame i: camera i, time i),
+     with per-frame rigid knots under it when the preset asks for them and, with
+     ``fine.rigid_trial_steps``, a short trial on the earliest frames shows that they pay off;
   4. evaluate on the held-out frames, export PLYs, the 4D file, videos, the re-rendered clip.
 
 ``mode="freeze_time"`` (4Real): 2. canonical Gaussians fitted to the freeze-time (static)
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterator, Optional, Sequence, Union
 
@@ -36,6 +39,7 @@ from diffusion4d.recon.export import save_4d, write_ply, write_video
 from diffusion4d.recon.fit import (
     Views,
     fit_deformation,
+    rigid_trial,
     fit_static,
     load_views,
     make_deformation,
@@ -203,7 +207,12 @@ def reconstruct(
 
     # 3. deformation
     temporal_source = "orbit"
+    trial = None
     with timed(timings, "fine"), stage("fine", clip_dir):
+        if cfg.mode == "orbit" and cfg.fine.rigid_knots != 0 and cfg.fine.rigid_trial_steps > 0:
+            trial = rigid_trial(model, train, cfg, len(dyn), lpips_model)
+            if not trial["used"]:
+                cfg = replace(cfg, fine=replace(cfg.fine, rigid_knots=0))
         field = make_deformation(cfg, len(dyn)).to(dev)
         if cfg.mode == "orbit":
             fit_deformation(model, field, train, cfg, cfg.fine.iterations, desc="fine", lpips_model=lpips_model)
@@ -259,6 +268,7 @@ def reconstruct(
         lpips_loss=lpips_model is not None,
         timings=timings,
         resumed=resumed,
+        rigid_trial=trial,
     )
     record.write(output_dir / RECON_METRICS_FILE)
     metrics = record.to_json()

@@ -80,6 +80,10 @@ class FineConfig:
     time_curriculum: float = 0.0  # fraction of the fine steps over which frames enter in time order (0 = all at once)
     track_steps: int = 20  # with rigid knots and a curriculum: steps fitting each new frame's knot alone, per level
     track_levels: int = 3  # image-pyramid levels of that tracking (1 = full resolution only)
+    rigid_free_offsets: bool = True  # with rigid knots: the local offsets carry no net translation or rotation
+    rigid_trial_steps: int = 0  # > 0: keep the rigid knots only if a trial this long on the first frames fits them better
+    rigid_trial_frames: float = 0.5  # fraction of the training frames (the earliest) that trial uses
+    rigid_trial_downsample: int = 2  # the trial fits frames this many times smaller
 
 
 @dataclass

@@ -23,8 +23,11 @@ def test_quick_demo_runs_every_stage_and_reruns_skip(tmp_path):
     assert metrics["training"]["loss_last_tenth"] < metrics["training"]["loss_first_tenth"]
     (group,) = metrics["motion_control"]["groups"]  # quick: one swept caption
     assert len(group["requested"]) == 3 and group["requested"][0] == 0.0 and len(group["identity_iou"]) == 3
-    assert set(metrics["targets"]) == {"iou", "colour", "spearman", "identity_iou", "recon_psnr"}
+    assert set(metrics["targets"]) == {"iou", "colour", "spearman", "identity_iou", "recon_psnr", "peak_memory_gb"}
     assert all(t["value"] is not None for t in metrics["targets"].values())  # every target measured
+    peaks = [s["peak_rss_mb"] for s in state.values()]
+    assert peaks == sorted(peaks) and 100 < peaks[-1] < 64 * 1024  # a process's peak only grows
+    assert metrics["targets"]["peak_memory_gb"]["met"] == (metrics["peak_memory_gb"] < 4.0)
     # the model works on the autoencoder's latents and generates 64 px frames (no upsampling)
     assert (out / "autoencoder" / "config.json").is_file() and state["autoencoder"]["latent"] == [4, 16]
     from diffusion4d.io import read_clip

@@ -38,3 +38,21 @@ def test_probe_uses_only_accepted_assets_and_tolerates_missing_files(tmp_path):
     folder = _assets(tmp_path, ROWS)
     assert probe_captions(folder, {"a"}, count=3, seed=0) == []  # one asset: nothing to recombine
     assert probe_captions(tmp_path / "nothing", {"a"}, count=3, seed=0) == []
+
+
+def test_demo_targets_lower_and_upper_bounds():
+    """Quality targets are met at or above their bar; peak memory only below it; missing = None."""
+    from diffusion4d.app.demo_sections import targets
+
+    metrics = {
+        "prompts": {"iou_mean": 0.6, "colour_share": 0.4},
+        "motion_control": {"spearman_mean": 1.0},
+        "reconstruction": {"generated": {"psnr_heldout": 21.9}},
+        "peak_memory_gb": 4.0,
+    }
+    t = targets(metrics)
+    assert t["iou"]["met"] is True and t["colour"]["met"] is False and t["spearman"]["met"] is True
+    assert t["recon_psnr"]["met"] is False and t["identity_iou"]["met"] is None
+    assert t["peak_memory_gb"] == {"value": 4.0, "target": 4.0, "met": False}  # must stay below 4 GiB
+    metrics["peak_memory_gb"] = 1.4
+    assert targets(metrics)["peak_memory_gb"]["met"] is True

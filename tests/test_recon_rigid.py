@@ -69,6 +69,26 @@ def test_rigid_knots_interpolate_extrapolate_and_smoothness():
         RigidMotion(1)
 
 
+def test_knots_between_tracked_ones_are_interpolated():
+    """A held-out frame's knot (2) is left by extrapolation where knots 0 and 1 pointed; once knot
+    3 is tracked somewhere else, knot 2 moves onto the line between knots 1 and 3."""
+    rigid = RigidMotion(5)
+    with torch.no_grad():
+        rigid.rotvecs[0] = torch.tensor([0.0, 0.0, 0.3])
+        rigid.translations[0] = torch.tensor([0.1, 0.0, 0.0])
+    rigid.fitted.fill_(2)
+    rigid.extrapolate(3)  # knot 2 guessed at 0.6, knot 3 at 0.9
+    with torch.no_grad():  # tracking found knot 3 at 0.5 rad, translation 0.1
+        rigid.rotvecs[2] = torch.tensor([0.0, 0.0, 0.5])
+        rigid.translations[2] = torch.tensor([0.1, 0.0, 0.0])
+    rigid.interpolate(1, 3)
+    rot, tr = rigid.knot_values()
+    torch.testing.assert_close(rot[:4, 2], torch.tensor([0.0, 0.3, 0.4, 0.5]))
+    torch.testing.assert_close(tr[:4, 0], torch.tensor([0.0, 0.1, 0.1, 0.1]))
+    rigid.interpolate(3, 4)  # nothing in between: a no-op
+    torch.testing.assert_close(rigid.knot_values()[0][:4, 2], torch.tensor([0.0, 0.3, 0.4, 0.5]))
+
+
 def test_deform_applies_local_offsets_then_rigid_motion():
     field = HexPlaneDeformation(resolutions=[4], time_resolution=3, features=2, hidden=4, colour=True, rigid_knots=3)
     g = GaussianModel.random(20, sh_degree=1).activated()
@@ -165,3 +185,54 @@ def test_tracking_recovers_a_rotation_beyond_the_gradient_basin():
     angle = math.degrees(float(field.rigid.rotvecs[0, 2].detach()))
     assert abs(angle - 25.0) < 2.0, angle
     assert loss < 0.02
+
+
+def test_downsampled_views_render_like_pooled_full_resolution_renders():
+    """Rendering at half size with scaled intrinsics (the rigid trial's frames) approximates
+    area-pooling a full render."""
+    from diffusion4d.recon.testing import synthetic_scene
+
+    s = synthetic_scene(200, seed=3)
+    g = {"means": s["means"], "quats": s["quats"], "scales": s["scales"] * 2, "opacities": s["opacities"], "sh": s["colors"][:, None] / 0.28209479177387814 - 0.5 / 0.28209479177387814}
+    cfg = load_recon_config("test", ["backend=torch"])
+    viewmat = torch.tensor([[1.0, 0, 0, 0], [0, 0, -1, 0.0], [0, 1, 0, 2.0], [0, 0, 0, 1]])
+    K = torch.tensor([[40.0, 0, 16], [0, 40.0, 16], [0, 0, 1]])
+    full = Views(torch.zeros(1, 32, 32, 3), viewmat[None], K[None], torch.tensor([0.0]), 32, 32)
+    half = full.downsampled(2)
+    assert (half.width, half.height) == (16, 16) and half.images.shape == (1, 16, 16, 3)
+    assert torch.allclose(half.Ks[0, :2, :3], K[:2, :3] / 2)
+    with torch.no_grad():
+        big, _, _ = render_gaussians(g, full, [0], cfg, 0)
+        small, _, _ = render_gaussians(g, half, [0], cfg, 0)
+    pooled = torch.nn.functional.avg_pool2d(big.permute(0, 3, 1, 2), 2).permute(0, 2, 3, 1)
+    err = float((small - pooled).abs().mean())
+    print("downsampled render vs pooled: %.4f, signal %.4f" % (err, float((pooled - 1).abs().mean())))
+    assert err < 0.25 * float((pooled - 1).abs().mean())  # small next to the image's content
+    assert full.downsampled(1) is full
+
+
+def test_remove_rigid_component_keeps_only_the_non_rigid_part():
+    """A small rigid motion of the points disappears; a radial expansion about the centroid (no
+    net translation or rotation) is kept; the result has zero weighted mean and no net rotation."""
+    from diffusion4d.recon.deformation import remove_rigid_component
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(200, 3, generator=g, dtype=torch.float64)
+    w = torch.rand(200, generator=g, dtype=torch.float64)
+    c = (w[:, None] * x).sum(0) / w.sum()
+    v, omega = torch.tensor([0.1, -0.2, 0.05], dtype=torch.float64), torch.tensor([0.02, 0.01, -0.03], dtype=torch.float64)
+    rigid = v + torch.linalg.cross(omega.expand_as(x), x - c)
+    torch.testing.assert_close(remove_rigid_component(rigid, x, w), torch.zeros_like(x), atol=1e-6, rtol=0)  # eps-regularised solve
+    radial = 0.1 * (x - c)
+    torch.testing.assert_close(remove_rigid_component(radial, x, w), radial, atol=1e-6, rtol=0)
+    mixed = remove_rigid_component(radial + rigid + 0.05 * torch.randn(200, 3, generator=g, dtype=torch.float64), x, w)
+    torch.testing.assert_close((w[:, None] * mixed).sum(0), torch.zeros(3, dtype=torch.float64), atol=1e-9, rtol=0)
+    torch.testing.assert_close((w[:, None] * torch.linalg.cross(x - c, mixed)).sum(0), torch.zeros(3, dtype=torch.float64), atol=1e-4, rtol=0)
+
+
+def test_rigid_free_offsets_only_with_rigid_knots_and_stored_in_the_config():
+    plain = HexPlaneDeformation(resolutions=[4], time_resolution=3, features=2, hidden=4, rigid_free_offsets=True)
+    assert not plain.rigid_free_offsets  # no knots: the offsets must carry every motion
+    field = HexPlaneDeformation(resolutions=[4], time_resolution=3, features=2, hidden=4, rigid_knots=3, rigid_free_offsets=True)
+    assert field.rigid_free_offsets and HexPlaneDeformation(**field.config).rigid_free_offsets
+    assert not HexPlaneDeformation(**{k: v for k, v in field.config.items() if k != "rigid_free_offsets"}).rigid_free_offsets

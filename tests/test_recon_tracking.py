@@ -120,3 +120,39 @@ def test_steps_with_non_finite_gradients_are_detected():
     assert not grads_finite([opt])
     p.grad = None
     assert grads_finite([opt])
+
+
+def test_rigid_trial_changes_neither_the_model_nor_the_random_state(tmp_path):
+    """The trial fits copies, on the earliest training frames split alternately (fitted / scored)."""
+    from diffusion4d.recon.fit import load_views, rigid_trial
+    from diffusion4d.recon.testing import write_synthetic_asset
+
+    clip = write_synthetic_asset(tmp_path, frames=8, size=24, num=80)
+    cfg = _cfg("fine.rigid_trial_steps=3", "fine.rigid_trial_frames=0.75", "fine.rigid_trial_downsample=1")
+    views = load_views(clip, cfg.resolution, cfg.background, torch.device("cpu"))
+    model = _model(80)
+    before = {k: v.detach().clone() for k, v in model.params.items()}
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    result = rigid_trial(model, views, cfg, len(views))
+    assert torch.equal(torch.get_rng_state(), state)
+    for k, v in model.params.items():
+        assert torch.equal(v.detach(), before[k]), k
+    assert (result["fitted"], result["scored"], result["steps"]) == (3, 3, 3)  # 6 earliest of 8: 0 2 4 fitted, 1 3 5 scored
+    assert result["used"] == (result["rigid"] < result["local"] * 0.98)
+
+
+def test_reconstruct_records_the_rigid_trial_and_follows_it(tmp_path):
+    import json
+
+    from diffusion4d.recon import reconstruct
+    from diffusion4d.recon.export import load_4d
+    from diffusion4d.recon.testing import write_synthetic_asset
+
+    clip = write_synthetic_asset(tmp_path / "assets", frames=8, size=24, num=80)
+    reconstruct(clip, tmp_path / "out", preset="test", holdout=4, overrides=["backend=torch", "fine.rigid_trial_steps=2"])
+    trial = json.loads((tmp_path / "out" / "metrics.json").read_text())["rigid_trial"]
+    assert set(trial) == {"rigid", "local", "fitted", "scored", "steps", "used"} and trial["steps"] == 2
+    _, field, info = load_4d(tmp_path / "out")
+    assert (field.rigid is not None) == trial["used"]
+    assert (info["deformation"]["config"]["rigid_knots"] > 0) == trial["used"]

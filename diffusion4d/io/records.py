@@ -182,6 +182,7 @@ class ReconMetrics(_Record):
     lpips_loss: bool = False  # whether the LPIPS loss term was active
     timings: Dict[str, Any] = field(default_factory=dict)  # seconds per stage; their sum is the total
     resumed: list = field(default_factory=list)  # stages taken from a saved result (e.g. ["coarse"])
+    rigid_trial: Optional[Dict[str, Any]] = None  # the fine stage's rigid-knot trial: {"rigid": loss, "local": loss, "used": bool}
 
     def seconds(self) -> Optional[float]:
         """Wall time of the reconstruction: ``timings["total"]``, else the sum of the stage times."""
