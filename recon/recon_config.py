@@ -82,7 +82,7 @@ class FineConfig:
     track_levels: int = 3  # image-pyramid levels of that tracking (1 = full resolution only)
     rigid_free_offsets: bool = True  # with rigid knots: the local offsets carry no net translation or rotation
     rigid_trial_steps: int = 0  # > 0: keep the rigid knots only if a trial this long on the first frames fits them better
-    rigid_trial_frames: float = 0.5  # fraction of the training frames (the earliest) that trial uses
+    rigid_trial_frames: float = 1.0  # fraction of the training frames (the earliest) that trial uses
     rigid_trial_downsample: int = 2  # the trial fits frames this many times smaller
 
 
