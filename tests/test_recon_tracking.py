@@ -139,7 +139,7 @@ def test_rigid_trial_changes_neither_the_model_nor_the_random_state(tmp_path):
     for k, v in model.params.items():
         assert torch.equal(v.detach(), before[k]), k
     assert (result["fitted"], result["scored"], result["steps"]) == (3, 3, 3)  # 6 earliest of 8: 0 2 4 fitted, 1 3 5 scored
-    assert result["used"] == (result["rigid"] < result["local"] * 0.98)
+    assert result["used"] == (result["local"] > result["rigid"] * 0.8)  # dropped only on a clear loss
 
 
 def test_reconstruct_records_the_rigid_trial_and_follows_it(tmp_path):
