@@ -33,12 +33,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Optional, Sequence, Union
+
+from diffusion4d.blender import blender_executable
 
 MARKER = "DIFFUSION4D_BLENDER_CHECK "
 
@@ -132,19 +133,6 @@ except Exception:
     traceback.print_exc()
     sys.exit(1)
 '''
-
-
-def blender_executable(blender: Optional[str] = None) -> Optional[str]:
-    """``blender`` (an executable or a folder holding one; ``FileNotFoundError`` when it is
-    neither), else ``blender`` on ``PATH``, else ``None``."""
-    if blender:
-        p = Path(blender)
-        if p.is_dir():
-            p = p / "blender"
-        if not (p.is_file() and os.access(p, os.X_OK)):
-            raise FileNotFoundError(f"{blender}: no Blender executable there")
-        return str(p)
-    return shutil.which("blender")
 
 
 def check_in_blender(glb_path: Union[str, Path], timeout: float = 120, blender: Optional[str] = None,

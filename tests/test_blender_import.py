@@ -86,11 +86,12 @@ def test_blender_imports_known_motion(tmp_path):
 
 
 def test_no_blender_gives_none(tmp_path, monkeypatch):
+    import diffusion4d.blender
     from diffusion4d.recon import blender_check
 
     glb = tmp_path / "x.glb"
     glb.write_bytes(b"glTF")
-    monkeypatch.setattr(blender_check.shutil, "which", lambda name: None)
+    monkeypatch.setattr(diffusion4d.blender.shutil, "which", lambda name: None)
     assert blender_check.check_in_blender(glb) is None
     assert blender_check.main([str(glb)]) == 2
     with pytest.raises(FileNotFoundError):

@@ -9,7 +9,6 @@ Blender: it cannot download one offline). Same cameras as the fast renderer
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import tempfile
@@ -18,6 +17,7 @@ from typing import List, Optional
 
 import numpy as np
 
+from diffusion4d.blender import blender_executable
 from diffusion4d.cameras import CameraTrajectory, opencv_to_blender
 from diffusion4d.errors import UserError
 
@@ -30,14 +30,10 @@ class BlenderNotFound(UserError):
 
 def find_blender(path: Optional[str] = None) -> List[str]:
     """The command prefix that runs a Blender Python script, e.g. ``["/usr/bin/blender", "-b", "--python"]``."""
-    if path:
-        p = Path(path)
-        if p.is_dir():
-            p = p / "blender"
-        if not (p.is_file() and os.access(p, os.X_OK)):
-            raise BlenderNotFound(f"--blender {path}: no Blender executable there")
-        return [str(p), "-b", "--factory-startup", "--python"]
-    exe = shutil.which("blender")
+    try:
+        exe = blender_executable(path)
+    except FileNotFoundError:
+        raise BlenderNotFound(f"--blender {path}: no Blender executable there") from None
     if exe:
         return [exe, "-b", "--factory-startup", "--python"]
     bproc = shutil.which("blenderproc")
