@@ -491,9 +491,10 @@ def rigid_trial(
                     img, _, _ = render_gaussians(deform(g, field, float(scored.times[i])), scored, [i], cfg, trial_model.sh_degree)
                     total += float(photometric_loss(img, scored.images[[i]], cfg))
             losses[name] = total / max(1, len(scored))
-    used = not losses["local"] <= losses["rigid"] * (1.0 - RIGID_TRIAL_MARGIN)
+    dropped = losses["local"] <= losses["rigid"] * (1.0 - RIGID_TRIAL_MARGIN)
+    used = not dropped
     log.info(
-        "rigid trial (fit %d early frames, %d steps; scored on %d between them): loss %.4f with rigid knots, "
+        "rigid trial (fit %d frames, %d steps; scored on %d between them): loss %.4f with rigid knots, "
         "%.4f with local offsets alone -> %s",
         len(fitted), f.rigid_trial_steps, len(scored), losses["rigid"], losses["local"], "rigid knots" if used else "no rigid knots",
     )  # fmt: skip

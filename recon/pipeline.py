@@ -7,7 +7,7 @@ Phases (``mode="orbit"``, Diffusion4D / 4DGS):
      training frames when there is no static orbit), with densification and pruning;
   3. fine: HexPlane + MLP deformation fitted to the dynamic orbit (frame i: camera i, time i),
      with per-frame rigid knots under it when the preset asks for them and, with
-     ``fine.rigid_trial_steps``, a short trial on the earliest frames shows that they pay off;
+     ``fine.rigid_trial_steps``, unless a short trial on the training frames shows that they hurt;
   4. evaluate on the held-out frames, export PLYs, the 4D file, videos, the re-rendered clip.
 
 ``mode="freeze_time"`` (4Real): 2. canonical Gaussians fitted to the freeze-time (static)
