@@ -120,15 +120,30 @@ def _cli(argv: List[str]) -> None:
         raise RuntimeError(f"'diffusion4d {' '.join(argv)}' exited with status {status}")
 
 
+def amplitude_variants(assets_dir: Path) -> set:
+    """Uids of the procedural assets written at a reduced motion amplitude (``assets --amplitudes``):
+    training data only; the demo samples, sweeps and scores the full-amplitude assets."""
+    import json
+
+    path = assets_dir / "assets.jsonl"
+    if not path.is_file():
+        return set()
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return {r["uid"] for r in rows if float(r.get("amplitude_scale", 1.0)) != 1.0}
+
+
 def _accepted(run: DemoRun) -> List[dict]:
+    """The accepted full-amplitude assets (their captions are what the demo samples and scores)."""
     from diffusion4d.io import read_manifest
 
-    return [r for r in read_manifest(run.curated_dir / "manifest.jsonl") if r["status"] == "accepted"]
+    variants = amplitude_variants(run.assets_dir)
+    return [r for r in read_manifest(run.curated_dir / "manifest.jsonl") if r["status"] == "accepted" and r["uid"] not in variants]
 
 
 # ----------------------------------------------------------------------------- stages
 def stage_assets(run: DemoRun) -> dict:
-    _cli(["assets", "--output", str(run.assets_dir), "--count", str(run.cfg.assets), "--seed", str(run.cfg.seed)])
+    _cli(["assets", "--output", str(run.assets_dir), "--count", str(run.cfg.assets), "--seed", str(run.cfg.seed),
+          "--amplitudes", ",".join(f"{a:g}" for a in run.cfg.amplitudes)])
     return {"assets": run.cfg.assets}
 
 

@@ -8,6 +8,9 @@ from typing import List
 class DemoConfig:
     seed: int = 0  # seed of every stage
     assets: int = 14  # procedural assets to generate
+    # motion-amplitude scales of every procedural asset (``assets --amplitudes``): each object is also
+    # trained at the reduced amplitudes, so its caption, not its motion magnitude, identifies it
+    amplitudes: List[float] = field(default_factory=lambda: [1.0])
     frames: int = 8  # frames per orbit (curation, training and generation)
     render_resolution: int = 64  # curation render size (pixels)
     train_resolution: int = 64  # training / generation frame size (pixels); with the autoencoder the model works on 4x smaller latents

@@ -222,18 +222,19 @@ def _colour_check(run: "DemoRun", samples: List[dict]) -> Optional[dict]:
 
     if not samples:
         return None
-    refs = {}
+    refs, objects = {}, {}
     for rec in read_manifest(run.curated_dir / "manifest.jsonl"):
         folder = run.curated_dir / rec["uid"] / "dynamic"
         if rec.get("status") == "accepted" and folder.is_dir():
             refs[rec["uid"]] = frames_to_float(read_clip(folder).frames)
+            objects[rec["uid"]] = rec.get("caption") or rec["uid"]  # amplitude variants share their object's caption
     gen = {}
     for sample in samples:
         folder = run.generated_dir / "prompts" / sample["uid"] / "dynamic"
         if folder.is_dir():
             gen[sample["uid"]] = frames_to_float(read_clip(folder).frames)
-    result = summary(colour_match(gen, refs))
-    result["references"] = len(refs)
+    result = summary(colour_match(gen, refs, objects))
+    result["references"] = len(set(objects.values()))
     return result
 
 

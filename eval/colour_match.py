@@ -44,27 +44,41 @@ class ColourMatch:
         return self.rank == 1
 
 
-def rank_colours(colours: Dict[str, Optional[np.ndarray]], references: Dict[str, Optional[np.ndarray]]) -> List[ColourMatch]:
+def rank_colours(colours: Dict[str, Optional[np.ndarray]], references: Dict[str, Optional[np.ndarray]],
+                 objects: Optional[Dict[str, str]] = None) -> List[ColourMatch]:
     """Per sample (keyed by the uid of the asset its caption describes), the rank of its own asset
-    among ``references`` (uid -> mean foreground RGB) by RGB distance; None colours give no verdict."""
+    among ``references`` (uid -> mean foreground RGB) by RGB distance; None colours give no verdict.
+
+    ``objects`` (uid -> object key, e.g. the caption) makes references of one object count once:
+    several renders of the same object (the demo's amplitude variants share a caption) then do
+    not compete with each other, and a sample's own object is the nearest of its references.
+    Without it every uid is its own object.
+    """
     refs = {uid: c for uid, c in references.items() if c is not None}
+    key = (lambda u: objects.get(u, u)) if objects else (lambda u: u)
     out = []
     for uid, c in colours.items():
         own = refs.get(uid)
         if c is None or own is None:
             out.append(ColourMatch(uid, None if c is None else c.tolist(), None if own is None else own.tolist(), None, None, None))
             continue
-        dist = {r: float(np.linalg.norm(c - rc)) for r, rc in refs.items()}
-        order = sorted(dist, key=dist.get)
-        out.append(ColourMatch(uid, c.tolist(), own.tolist(), dist[uid], order.index(uid) + 1, order[0]))
+        nearest: Dict[str, tuple] = {}  # object -> (distance, uid) of its nearest reference
+        for r, rc in refs.items():
+            d = float(np.linalg.norm(c - rc))
+            if key(r) not in nearest or d < nearest[key(r)][0]:
+                nearest[key(r)] = (d, r)
+        order = sorted(nearest, key=lambda k: nearest[k])
+        out.append(ColourMatch(uid, c.tolist(), own.tolist(), float(np.linalg.norm(c - own)), order.index(key(uid)) + 1,
+                               nearest[order[0]][1]))
     return out
 
 
-def colour_match(generated: Dict[str, np.ndarray], references: Dict[str, np.ndarray]) -> List[ColourMatch]:
+def colour_match(generated: Dict[str, np.ndarray], references: Dict[str, np.ndarray],
+                 objects: Optional[Dict[str, str]] = None) -> List[ColourMatch]:
     """:func:`rank_colours` of the mean foreground colours of ``generated`` and ``references``
     (uid -> frames ``[F, H, W, 3]``)."""
     return rank_colours({u: foreground_mean_colour(f) for u, f in generated.items()},
-                        {u: foreground_mean_colour(f) for u, f in references.items()})
+                        {u: foreground_mean_colour(f) for u, f in references.items()}, objects)
 
 
 def summary(matches: List[ColourMatch]) -> dict:

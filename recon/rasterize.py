@@ -230,6 +230,17 @@ def tile_intersections(
     return flat_ids, offsets, counts
 
 
+@torch.no_grad()
+def tile_intersections_cpu(
+    means2d: Tensor, radii: Tensor, depths: Tensor, width: int, height: int, tile_size: int
+) -> Tuple[Tensor, Tensor, Tensor]:
+    """:func:`tile_intersections` in the compiled kernel (a counting pass instead of sorting every
+    tile/Gaussian pair); same outputs, element for element."""
+    return tuple(cpu_kernel.load().tile_lists(
+        means2d.detach().contiguous(), radii.to(torch.int32).contiguous(), depths.detach().to(means2d.dtype).contiguous(),
+        width, height, tile_size))  # fmt: skip
+
+
 def _chunks(counts: Tensor, pixels: int, budget: int) -> List[Tuple[Tensor, int]]:
     """Group non-empty tiles (ascending size) into batches of at most ``budget`` elements."""
     nonempty = torch.nonzero(counts > 0, as_tuple=True)[0]
@@ -413,7 +424,7 @@ def composite_tiles_cpu(
     """:func:`composite_tiles` in the compiled kernel. Returns ``[C,H,W,D]``, ``[C,H,W,1]``."""
     C, N = depths.shape
     D = colors.shape[-1]
-    flat_ids, offsets, counts = tile_intersections(means2d, radii, depths, width, height, tile_size)
+    flat_ids, offsets, counts = tile_intersections_cpu(means2d, radii, depths, width, height, tile_size)
     dt = colors.dtype
     return _CompositeCpu.apply(
         means2d.reshape(C * N, 2).to(dt).contiguous(), conics.reshape(C * N, 3).to(dt).contiguous(),

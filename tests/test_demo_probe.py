@@ -56,3 +56,15 @@ def test_demo_targets_lower_and_upper_bounds():
     assert t["peak_memory_gb"] == {"value": 4.0, "target": 4.0, "met": False}  # must stay below 4 GiB
     metrics["peak_memory_gb"] = 1.4
     assert targets(metrics)["peak_memory_gb"]["met"] is True
+
+
+def test_amplitude_variants_are_training_data_only(tmp_path):
+    """The demo samples and scores full-amplitude assets; `assets --amplitudes` variants (and
+    files without the field, older asset folders) are told apart by assets.jsonl."""
+    from diffusion4d.app.demo import amplitude_variants
+    from diffusion4d.data_curation.procedural import generate_assets
+
+    generate_assets(tmp_path / "a", 2, seed=0, amplitudes=[1.0, 0.5], show_progress=False)
+    assert amplitude_variants(tmp_path / "a") == {"proc-s0-0000-a0.5", "proc-s0-0001-a0.5"}
+    assert amplitude_variants(_assets(tmp_path, ROWS)) == set()  # no amplitude_scale: all full
+    assert amplitude_variants(tmp_path / "missing") == set()

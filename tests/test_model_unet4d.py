@@ -20,6 +20,7 @@ MODES = {
     "static3d": dict(static_conditioning=True),
     "i2v": dict(image_conditioning=True),
     "all": dict(static_conditioning=True, image_conditioning=True),
+    "pooled_text": dict(text_pooled_conditioning=True),
 }
 
 
@@ -99,6 +100,28 @@ def test_shapes_and_conditions_matter_after_training_step(mode):
     assert model.camera_embedding.linear_2.weight.grad.abs().sum() > 0
     if model.config.static_conditioning or model.config.image_conditioning:
         assert model.conv_in.weight.grad[:, 4:].abs().sum() > 0
+
+
+def test_pooled_text_path_follows_the_caption_and_loads_from_a_base_without_it(base_dir):
+    """The pooled caption embedding starts at 0 (base output kept, see the init test), becomes a
+    caption-dependent global signal once its output layer moves, and a prior without the module
+    (stage 1) loads into a stage-2 model with it."""
+    torch.manual_seed(0)
+    model = UNet4DConditionModel(**TINY, text_pooled_conditioning=True).eval()
+    with torch.no_grad():
+        model.text_pooled_embedding.linear_2.weight.normal_()
+        x = _inputs()
+        other = dict(x, encoder_hidden_states=x["encoder_hidden_states"] + 1.0)
+        pooled = model.text_pooled_embedding(x["encoder_hidden_states"], torch.float32)
+        want = model.text_pooled_embedding.linear_2(torch.nn.functional.silu(
+            model.text_pooled_embedding.linear_1(x["encoder_hidden_states"].mean(1))))
+        torch.testing.assert_close(pooled, want)
+        assert not torch.allclose(model(**x).sample, model(**other).sample)
+    prior = UNet4DConditionModel.from_base(base_dir, motion_conditioning=False)
+    stage2 = UNet4DConditionModel.from_base_model(prior, motion_conditioning=True, text_pooled_conditioning=True)
+    assert stage2.text_pooled_embedding.linear_2.weight.abs().sum() == 0
+    for k, v in prior.state_dict().items():
+        torch.testing.assert_close(stage2.state_dict()[k], v, rtol=0, atol=0)
 
 
 def test_motion_null_embedding_and_nan():

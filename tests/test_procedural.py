@@ -244,6 +244,21 @@ def test_motion_amplitude_changes_motion_size() -> None:
         assert path_length(large) > 1.2 * path_length(small), small.family
 
 
+def test_amplitude_variants_are_the_same_object_moving_less(tmp_path: Path) -> None:
+    for index in range(len(MOTION_FAMILIES)):
+        full, half = sample_asset_spec(0, index), sample_asset_spec(0, index, 0.5)
+        assert half.uid == full.uid + "-a0.5" and caption_for(half) == caption_for(full)
+        assert (half.shape, half.colour, half.pattern, half.family, half.variant) == (full.shape, full.colour, full.pattern, full.family, full.variant)
+        assert half.motion_amplitude == pytest.approx(full.motion_amplitude * 0.5, abs=1e-3)
+    assets = generate_assets(tmp_path, 2, seed=0, amplitudes=[1.0, 0.5])
+    assert [a.uid for a in assets] == ["proc-s0-0000", "proc-s0-0000-a0.5", "proc-s0-0001", "proc-s0-0001-a0.5"]
+    rows = list(csv.reader(open(tmp_path / "captions.csv")))
+    assert rows[0][1] == rows[1][1] and [json.loads(l)["amplitude_scale"] for l in open(tmp_path / "assets.jsonl")] == [1.0, 0.5, 1.0, 0.5]
+    for bad in ([0.5], [1.0, 0.0], [1.0, 1.5], [1.0, 0.5, 0.5]):
+        with pytest.raises(ValueError, match="amplitudes"):
+            generate_assets(tmp_path / "bad", 1, seed=0, amplitudes=bad)
+
+
 def test_captions_are_regular() -> None:
     for index in range(len(MOTION_FAMILIES)):
         spec = sample_asset_spec(3, index)
@@ -298,6 +313,10 @@ def test_cli_module_run(tmp_path: Path) -> None:
         cli.run(argparse.Namespace(output=str(tmp_path / "bad"), count=0, seed=0))
     with pytest.raises(UserError):
         cli.run(argparse.Namespace(output=str(tmp_path / "bad"), count=2, seed=-3))
+    with pytest.raises(UserError, match="amplitudes"):
+        cli.run(argparse.Namespace(output=str(tmp_path / "bad"), count=2, seed=0, amplitudes="1,x"))
+    with pytest.raises(UserError, match="amplitudes"):
+        cli.run(argparse.Namespace(output=str(tmp_path / "bad"), count=2, seed=0, amplitudes="0.5"))
 
 
 def test_cli_end_to_end(tmp_path: Path) -> None:

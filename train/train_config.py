@@ -17,6 +17,7 @@ class ModelConfig:
     tiny_down_block_types: List[str] = field(default_factory=lambda: ["CrossAttnDownBlock3D", "DownBlock3D"])  # tiny UNet down blocks (up blocks mirror them)
     motion_conditioning: bool = True  # motion-magnitude embedding
     camera_conditioning: bool = True  # per-frame camera embedding
+    text_pooled_conditioning: bool = False  # mean caption embedding added to the time embedding (a global text path, as m has)
     static_conditioning: bool = False  # static-orbit latents concatenated to the input
     image_conditioning: bool = False  # first-view latents concatenated (image-to-4D)
     prediction_type: Literal["epsilon", "v_prediction"] = "epsilon"  # scheduler prediction type

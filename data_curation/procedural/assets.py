@@ -28,26 +28,32 @@ def asset_uid(seed: int, index: int) -> str:
     return f"proc-s{seed}-{index:04d}"
 
 
-def sample_asset_spec(seed: int, index: int) -> AssetSpec:
+def sample_asset_spec(seed: int, index: int, amplitude_scale: float = 1.0) -> AssetSpec:
     """Draw the parameters of asset ``index`` of the set generated with ``seed``.
 
     The family is round-robin over :data:`MOTION_FAMILIES` (so any ``count`` of at least
     ``len(MOTION_FAMILIES)`` covers every family); interpolation cycles over LINEAR,
     CUBICSPLINE and STEP; everything else comes from a generator seeded with
     ``(seed, index)``, so an asset does not depend on how many others are generated.
+
+    ``amplitude_scale`` in (0, 1] gives a variant of the same asset (same shape, colours,
+    caption and kind of motion) whose motion amplitude is scaled by it; its uid is
+    ``<uid>-a<scale>``. Variants give one object several motion magnitudes.
     """
     if seed < 0 or index < 0:
         raise ValueError(f"seed and index must be non-negative, got seed={seed}, index={index}")
+    if not 0 < amplitude_scale <= 1:
+        raise ValueError(f"amplitude_scale must be in (0, 1], got {amplitude_scale}")
     rng = np.random.default_rng([seed, index])
     family = MOTION_FAMILIES[index % len(MOTION_FAMILIES)]
     colour, colour2 = (str(c) for c in rng.choice(COLOURS, size=2, replace=False))
     pattern = str(rng.choice(PATTERNS)) if rng.random() < TEXTURE_PROBABILITY else None
     shape = str(rng.choice(SHAPES))
     low, high = _AMPLITUDE_TIERS[(index + index // len(MOTION_FAMILIES)) % len(_AMPLITUDE_TIERS)]
-    amplitude = round(float(rng.uniform(low, high)), 3)
+    amplitude = round(float(rng.uniform(low, high)) * amplitude_scale, 3)
     static = family == "static"
     spec = AssetSpec(
-        uid=asset_uid(seed, index), seed=seed, index=index, family=family, variant="",
+        uid=asset_uid(seed, index) + ("" if amplitude_scale == 1 else f"-a{amplitude_scale:g}"), seed=seed, index=index, family=family, variant="",
         shape=shape, colour=colour, colour2=colour2, pattern=pattern,
         interpolation=None if static else INTERPOLATIONS[index % len(INTERPOLATIONS)],
         motion_amplitude=0.0 if static else amplitude, duration_s=0.0 if static else DURATION_S)

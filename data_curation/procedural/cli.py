@@ -17,7 +17,7 @@ logger = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Register ``--output``, ``--count`` and ``--seed``."""
+    """Register ``--output``, ``--count``, ``--seed`` and ``--amplitudes``."""
     parser.add_argument("--output", required=True, metavar="DIR",
                         help=f"folder for <uid>.glb, {CAPTIONS_FILE} and {METADATA_FILE}")
     parser.add_argument("--count", type=int, default=12, metavar="N",
@@ -25,6 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "covers all); default 12")
     parser.add_argument("--seed", type=int, default=0, metavar="S",
                         help="non-negative seed; the same seed gives byte-identical files")
+    parser.add_argument("--amplitudes", default="1", metavar="A,B,...",
+                        help="motion-amplitude scales in (0, 1], 1 among them: each asset is also written at "
+                             "the others as <uid>-a<scale>, same object and caption (default 1)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,7 +37,13 @@ def run(args: argparse.Namespace) -> int:
     if args.seed < 0:
         raise UserError(f"--seed must be non-negative, got {args.seed}")
     try:
-        assets = generate_assets(args.output, args.count, args.seed)
+        amplitudes = [float(a) for a in str(getattr(args, "amplitudes", "1")).split(",") if a.strip()]
+    except ValueError:
+        raise UserError(f"--amplitudes must be comma-separated numbers, got {args.amplitudes!r}") from None
+    try:
+        assets = generate_assets(args.output, args.count, args.seed, amplitudes=amplitudes)
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
     except OSError as exc:
         raise UserError(f"cannot write assets to {args.output}: {exc}") from exc
     families = sorted({a.family for a in assets})

@@ -7,7 +7,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from diffusion4d.logging_utils import progress
 
@@ -39,7 +39,8 @@ class ProceduralAsset:
 
 
 def generate_assets(output_dir: str | Path, count: int, seed: int = 0,
-                    show_progress: bool | None = None) -> list[ProceduralAsset]:
+                    show_progress: bool | None = None,
+                    amplitudes: Sequence[float] = (1.0,)) -> list[ProceduralAsset]:
     """Generate ``count`` animated glTF assets, ``captions.csv`` and ``assets.jsonl``.
 
     Asset ``i`` belongs to family ``MOTION_FAMILIES[i % 7]``, so ``count >= 7`` covers them all.
@@ -52,6 +53,9 @@ def generate_assets(output_dir: str | Path, count: int, seed: int = 0,
         seed: non-negative integer seed.
         show_progress: force the tqdm progress bar on or off; by default it follows
             :func:`diffusion4d.logging_utils.progress` (main process, no ``DIFFUSION4D_NO_PROGRESS``).
+        amplitudes: motion-amplitude scales in (0, 1]; every asset is written once per scale
+            (scale 1 under its own uid, others as ``<uid>-a<scale>`` with the same caption), so
+            each object appears with several motion magnitudes.
 
     Returns:
         The assets, in index order.
@@ -65,12 +69,16 @@ def generate_assets(output_dir: str | Path, count: int, seed: int = 0,
         raise ValueError(f"count must be at least 1, got {count}")
     if seed < 0:
         raise ValueError(f"seed must be non-negative, got {seed}")
+    scales = [1.0] + [float(a) for a in amplitudes if float(a) != 1.0]
+    if 1.0 not in [float(a) for a in amplitudes] or len(set(scales)) != len(scales) or any(not 0 < a <= 1 for a in scales):
+        raise ValueError(f"amplitudes must be distinct values in (0, 1] including 1, got {list(amplitudes)}")
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     assets = []
     disable = None if show_progress is None else not show_progress
-    for index in progress(range(count), desc="procedural assets", unit="asset", disable=disable):
-        spec = sample_asset_spec(seed, index)
+    jobs = [(index, scale) for index in range(count) for scale in scales]
+    for index, scale in progress(jobs, desc="procedural assets", unit="asset", disable=disable):
+        spec = sample_asset_spec(seed, index, scale)
         path = out / f"{spec.uid}.glb"
         path.write_bytes(build_asset_glb(spec))
         caption = caption_for(spec)
@@ -79,7 +87,7 @@ def generate_assets(output_dir: str | Path, count: int, seed: int = 0,
                   "colour2": spec.colour2 if spec.family == "multipart" else None,
                   "textured": spec.pattern is not None, "pattern": spec.pattern,
                   "interpolation": spec.interpolation, "motion_amplitude": spec.motion_amplitude,
-                  "duration_s": spec.duration_s, "seed": seed, "index": index,
+                  "duration_s": spec.duration_s, "seed": seed, "index": index, "amplitude_scale": scale,
                   "params": spec.params}
         assets.append(ProceduralAsset(spec.uid, path, caption, spec.family, record))
     with open(out / CAPTIONS_FILE, "w", newline="", encoding="utf-8") as f:

@@ -55,6 +55,27 @@ class MotionMagnitudeEmbedding(nn.Module):
         return torch.where(dropped[:, None], null[None], emb)
 
 
+class PooledTextEmbedding(nn.Module):
+    """Mean of the caption's token embeddings -> Linear -> SiLU -> Linear (zero-init) -> ``[B, D]``.
+
+    Added to the time embedding like the motion magnitude, it gives the caption the same global
+    path into every ResNet block that m has (cross-attention alone reaches only the attention
+    levels). ``text`` ``[B, L, D_text]`` -> ``[B, D]``; a dropped caption ("" for classifier-free
+    guidance) is just another caption here.
+    """
+
+    def __init__(self, text_dim: int, embed_dim: int):
+        super().__init__()
+        self.linear_1 = nn.Linear(text_dim, embed_dim)
+        self.act = nn.SiLU()
+        self.linear_2 = _zero_linear(embed_dim, embed_dim)
+
+    def forward(self, text: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        if text.dim() != 3:
+            raise ValueError(f"text embeddings must be [B, L, D], got {tuple(text.shape)}")
+        return self.linear_2(self.act(self.linear_1(text.to(dtype).mean(dim=1))))
+
+
 class CameraEmbedding(nn.Module):
     """Per-frame camera: flattened 3x4 of the OpenCV c2w -> Linear -> SiLU -> Linear (zero-init).
 

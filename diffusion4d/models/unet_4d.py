@@ -9,6 +9,8 @@ state-dict keys load unchanged, and adds:
   (init 0) when m is None or NaN (condition dropped for classifier-free guidance);
 * per-frame camera embedding: the flattened 3x4 OpenCV c2w of each frame -> MLP (zero-init
   output), added to that frame's timestep embedding;
+* optional pooled-text embedding: the mean caption token embedding -> MLP (zero-init output),
+  added to the timestep embedding, a global text path beside cross-attention (the tiny preset);
 * static-3D conditioning: static-orbit latents concatenated to the input channels;
 * image conditioning (as I2VGen-XL): first-view latents broadcast over frames and concatenated
   to the input channels; optional image embeddings appended to the cross-attention context.
@@ -33,7 +35,7 @@ from diffusers.configuration_utils import register_to_config
 from diffusers.models.unets.unet_3d_condition import UNet3DConditionModel, UNet3DConditionOutput
 
 from diffusion4d.errors import UserError
-from diffusion4d.models.embeddings import CameraEmbedding, MotionMagnitudeEmbedding
+from diffusion4d.models.embeddings import CameraEmbedding, MotionMagnitudeEmbedding, PooledTextEmbedding
 
 # config keys the 4D model adds on top of UNet3DConditionModel's
 NEW_OPTIONS = (
@@ -42,6 +44,7 @@ NEW_OPTIONS = (
     "motion_feature_dim",
     "motion_scale",
     "camera_conditioning",
+    "text_pooled_conditioning",
     "static_conditioning",
     "image_conditioning",
     "image_embed_dim",
@@ -58,6 +61,8 @@ class UNet4DConditionModel(UNet3DConditionModel):
         motion_feature_dim: number of sinusoidal features of m.
         motion_scale: m is multiplied by this before the sinusoidal features.
         camera_conditioning: add the per-frame camera embedding.
+        text_pooled_conditioning: add the mean caption embedding to the time embedding (a global
+            text path; off in the real presets, whose base model has none).
         static_conditioning: concatenate static-orbit latents to the input.
         image_conditioning: concatenate first-view latents (broadcast over frames) to the input.
         image_embed_dim: width of ``image_embeds``; when set and different from
@@ -90,6 +95,7 @@ class UNet4DConditionModel(UNet3DConditionModel):
         motion_feature_dim: int = 256,
         motion_scale: float = 1000.0,
         camera_conditioning: bool = True,
+        text_pooled_conditioning: bool = False,
         static_conditioning: bool = False,
         image_conditioning: bool = False,
         image_embed_dim: Optional[int] = None,
@@ -127,6 +133,7 @@ class UNet4DConditionModel(UNet3DConditionModel):
             MotionMagnitudeEmbedding(time_embed_dim, motion_feature_dim, motion_scale) if motion_conditioning else None
         )
         self.camera_embedding = CameraEmbedding(time_embed_dim) if camera_conditioning else None
+        self.text_pooled_embedding = PooledTextEmbedding(cross_attention_dim, time_embed_dim) if text_pooled_conditioning else None
         self.image_embeds_proj = (
             nn.Linear(image_embed_dim, cross_attention_dim)
             if image_embed_dim is not None and image_embed_dim != cross_attention_dim
@@ -194,7 +201,7 @@ class UNet4DConditionModel(UNet3DConditionModel):
         state = base.state_dict()
         conv_w = state.pop("conv_in.weight")
         own = model.state_dict()
-        new_prefixes = ("motion_embedding.", "camera_embedding.", "image_embeds_proj.", "conv_in.weight")
+        new_prefixes = ("motion_embedding.", "camera_embedding.", "text_pooled_embedding.", "image_embeds_proj.", "conv_in.weight")
         # 4D modules of a 4D base that this model was built without are left behind
         state = {k: v for k, v in state.items() if k in own or not k.startswith(new_prefixes)}
         missing, unexpected = model.load_state_dict(state, strict=False)
@@ -286,6 +293,8 @@ class UNet4DConditionModel(UNet3DConditionModel):
         emb = self.time_embedding(self.time_proj(t).to(self.dtype))  # [B, D]
         if self.motion_embedding is not None:
             emb = emb + self.motion_embedding(motion_magnitude, batch, emb.dtype, emb.device)
+        if self.text_pooled_embedding is not None:
+            emb = emb + self.text_pooled_embedding(encoder_hidden_states, emb.dtype)
         emb = emb.repeat_interleave(num_frames, dim=0)  # [B*F, D]
         if self.camera_embedding is not None and camera_c2w is not None:
             if camera_c2w.shape[:2] != (batch, num_frames):

@@ -259,7 +259,85 @@ std::vector<torch::Tensor> composite_backward(torch::Tensor means2d, torch::Tens
   return {g_means, g_conics, g_opac, g_cols};
 }
 
+// Tile lists (what tile_intersections in rasterize.py computes with sorts over all pairs): per
+// camera, the visible Gaussians (both radii > 0) in a stable depth order, each appended to every
+// tile its screen-space box overlaps. Bins are sized by a counting pass, so the lists come out
+// sorted by tile, then depth, then Gaussian index, with no sort over the pairs.
+template <typename scalar_t>
+void tile_lists_impl(const scalar_t* means2d, const int32_t* radii, const scalar_t* depths, int64_t C, int64_t N,
+                     int64_t W, int64_t H, int64_t tile, std::vector<int64_t>& ids, int64_t* offsets,
+                     int64_t* counts) {
+  const int64_t tw = (W + tile - 1) / tile, th = (H + tile - 1) / tile, per_cam = th * tw;
+  std::vector<std::vector<int64_t>> order(C);
+  std::vector<int64_t> box(C * N * 4);
+  for (int64_t cam = 0; cam < C; ++cam) {
+    auto& o = order[cam];
+    for (int64_t g = 0; g < N; ++g) {
+      const int64_t k = cam * N + g;
+      if (radii[2 * k] <= 0 || radii[2 * k + 1] <= 0) continue;
+      o.push_back(g);
+      const scalar_t ts = (scalar_t)tile;
+      const scalar_t mx = means2d[2 * k], my = means2d[2 * k + 1];
+      const scalar_t rx = (scalar_t)radii[2 * k], ry = (scalar_t)radii[2 * k + 1];
+      auto cell = [](scalar_t v, int64_t hi) {
+        const double f = std::isnan((double)v) ? 0.0 : std::floor((double)v);
+        return (int64_t)std::min<double>(std::max<double>(f, 0.0), (double)hi);
+      };
+      box[4 * k + 0] = cell((mx - rx) / ts, tw - 1);
+      box[4 * k + 1] = cell((mx + rx) / ts, tw - 1);
+      box[4 * k + 2] = cell((my - ry) / ts, th - 1);
+      box[4 * k + 3] = cell((my + ry) / ts, th - 1);
+    }
+    const scalar_t* d = depths + cam * N;
+    // NaN depths sort last, as torch.argsort puts them
+    std::stable_sort(o.begin(), o.end(), [d](int64_t a, int64_t b) {
+      const bool na = std::isnan((double)d[a]), nb = std::isnan((double)d[b]);
+      if (na || nb) return !na && nb;
+      return d[a] < d[b];
+    });
+    for (int64_t g : o) {
+      const int64_t* bx = &box[4 * (cam * N + g)];
+      for (int64_t ty = bx[2]; ty <= bx[3]; ++ty)
+        for (int64_t tx = bx[0]; tx <= bx[1]; ++tx) ++counts[cam * per_cam + ty * tw + tx];
+    }
+  }
+  int64_t total = 0;
+  for (int64_t t = 0; t < C * per_cam; ++t) {
+    offsets[t] = total;
+    total += counts[t];
+  }
+  ids.assign(total, 0);
+  std::vector<int64_t> cursor(offsets, offsets + C * per_cam);
+  for (int64_t cam = 0; cam < C; ++cam) {
+    for (int64_t g : order[cam]) {
+      const int64_t* bx = &box[4 * (cam * N + g)];
+      for (int64_t ty = bx[2]; ty <= bx[3]; ++ty)
+        for (int64_t tx = bx[0]; tx <= bx[1]; ++tx) ids[cursor[cam * per_cam + ty * tw + tx]++] = cam * N + g;
+    }
+  }
+}
+
+std::vector<torch::Tensor> tile_lists(torch::Tensor means2d, torch::Tensor radii, torch::Tensor depths, int64_t W,
+                                      int64_t H, int64_t tile) {
+  for (auto* p : {&means2d, &radii, &depths}) check(*p, "input");
+  TORCH_CHECK(radii.scalar_type() == torch::kInt32, "radii must be int32");
+  const int64_t C = depths.size(0), N = depths.size(1);
+  const int64_t tw = (W + tile - 1) / tile, th = (H + tile - 1) / tile;
+  auto opts = torch::TensorOptions().dtype(torch::kInt64);
+  auto offsets = torch::zeros({C * th * tw}, opts);
+  auto counts = torch::zeros({C * th * tw}, opts);
+  std::vector<int64_t> ids;
+  AT_DISPATCH_FLOATING_TYPES(means2d.scalar_type(), "tile_lists", [&] {
+    tile_lists_impl<scalar_t>(means2d.data_ptr<scalar_t>(), radii.data_ptr<int32_t>(), depths.data_ptr<scalar_t>(), C,
+                              N, W, H, tile, ids, offsets.data_ptr<int64_t>(), counts.data_ptr<int64_t>());
+  });
+  auto flat_ids = torch::empty({(int64_t)ids.size()}, opts);
+  std::copy(ids.begin(), ids.end(), flat_ids.data_ptr<int64_t>());
+  return {flat_ids, offsets, counts};
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("tile_lists", &tile_lists, "tile/Gaussian overlap lists sorted by tile then depth (CPU)");
   m.def("composite_forward", &composite_forward, "tiled front-to-back compositing (CPU)");
   m.def("composite_backward", &composite_backward, "its backward (CPU)");
 }
