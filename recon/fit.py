@@ -267,9 +267,6 @@ def _pyramid_loss(img: Tensor, target: Tensor, factor: int, cfg: ReconConfig) ->
 
 #: rotation offsets (degrees) tried about each axis before a new knot is refined by gradient
 TRACK_SEARCH_DEGREES = (-30.0, -20.0, -10.0, 10.0, 20.0, 30.0)
-#: with ``fine.track_patience`` P > 0, a pyramid level of the tracking ends after P steps in a row
-#: that did not lower the level's best loss by this fraction
-TRACK_MIN_GAIN = 1e-3
 
 
 def num_visible(info: Dict) -> int:
@@ -287,9 +284,7 @@ def track_rigid_knot(model: GaussianModel, field: HexPlaneDeformation, frame: Vi
     First a search: the knot's current rotation (a constant-velocity guess) and offsets of
     :data:`TRACK_SEARCH_DEGREES` about each axis, scored on blurred images; then
     ``fine.track_steps`` Adam steps per level of an image pyramid, coarsest first (a blurred
-    image has a wide basin; textures alias at full resolution); with ``fine.track_patience``
-    P > 0 a level ends early after P steps without a gain of :data:`TRACK_MIN_GAIN`. Returns
-    the final loss.
+    image has a wide basin; textures alias at full resolution). Returns the final loss.
 
     A view in which no Gaussian is visible renders the constant background: nothing to fit
     (and no gradient). Then the constant-velocity guess is kept, with a warning, and NaN is
@@ -338,12 +333,8 @@ def track_rigid_knot(model: GaussianModel, field: HexPlaneDeformation, frame: Vi
     opt = Adam([{"params": [rigid.rotvecs], "lr": cfg.lr.track_rotation}, {"params": [rigid.translations], "lr": cfg.lr.track_translation}])
     last_seen = (rigid.rotvecs.detach().clone(), rigid.translations.detach().clone())
     final = best_loss
-    patience = cfg.fine.track_patience
     for factor in levels:
-        level_best, stale = math.inf, 0
         for _ in range(cfg.fine.track_steps):
-            if patience > 0 and stale >= patience:  # this level has stopped improving
-                break
             img, _, info = render_gaussians(apply_rigid(local, rigid, t), frame, [0], cfg, model.sh_degree)
             if num_visible(info) == 0 or not img.requires_grad:
                 with torch.no_grad():
@@ -363,8 +354,6 @@ def track_rigid_knot(model: GaussianModel, field: HexPlaneDeformation, frame: Vi
             opt.step()
             opt.zero_grad(set_to_none=True)
             final = float(loss.detach())
-            stale = 0 if final < level_best * (1.0 - TRACK_MIN_GAIN) else stale + 1
-            level_best = min(level_best, final)
     return final
 
 

@@ -80,7 +80,6 @@ class FineConfig:
     time_curriculum: float = 0.0  # fraction of the fine steps over which frames enter in time order (0 = all at once)
     track_steps: int = 20  # with rigid knots and a curriculum: steps fitting each new frame's knot alone, per level
     track_levels: int = 3  # image-pyramid levels of that tracking (1 = full resolution only)
-    track_patience: int = 0  # >0: a tracking level ends after this many steps in a row without a 0.1 % gain (0: all track_steps)
     rigid_free_offsets: bool = True  # with rigid knots: the local offsets carry no net translation or rotation
     rigid_trial_steps: int = 0  # > 0: keep the rigid knots only if a trial this long on the first frames fits them better
     rigid_trial_frames: float = 1.0  # fraction of the training frames (the earliest) that trial uses
@@ -133,8 +132,6 @@ class ReconConfig:
     def validate(self) -> None:
         if self.fine.rigid_knots < -1 or self.fine.rigid_knots == 1:
             raise ValueError("fine.rigid_knots must be 0 (none), -1 (a knot per frame) or >= 2")
-        if self.fine.track_patience < 0:
-            raise ValueError("fine.track_patience must be >= 0 (0: every tracking step runs)")
         if not 0.0 <= self.fine.time_curriculum < 1.0:
             raise ValueError("fine.time_curriculum must be in [0, 1)")
         if self.resolution < 0:

@@ -156,36 +156,3 @@ def test_reconstruct_records_the_rigid_trial_and_follows_it(tmp_path):
     _, field, info = load_4d(tmp_path / "out")
     assert (field.rigid is not None) == trial["used"]
     assert (info["deformation"]["config"]["rigid_knots"] > 0) == trial["used"]
-
-
-def test_track_patience_ends_a_level_that_stopped_improving(monkeypatch):
-    """With ``fine.track_patience`` a level stops after P steps without a 0.1 % gain; a target the
-    model already matches (the knot's own render) stops every level after P + 1 renders, while
-    patience 0 runs every step; a bad value is refused."""
-    import pytest
-
-    import diffusion4d.recon.fit as fit
-
-    calls = []
-    real = fit.render_gaussians
-    monkeypatch.setattr(fit, "render_gaussians", lambda *a, **k: calls.append(1) or real(*a, **k))
-
-    def track(*extra):
-        cfg = _cfg("fine.track_steps=12", "fine.track_levels=2", *extra)
-        model, field = _model(), _prepared_field(cfg)
-        with torch.no_grad():  # the target is what the constant-velocity guess renders: nothing to gain
-            local = fit.apply_local(model.activated(), field, 2.0 / 3.0)
-            img, _, _ = real(fit.apply_rigid(local, field.rigid, 2.0 / 3.0), _views(LOOK_AT_ORIGIN[None], [2.0 / 3.0]), [0], cfg, 1)
-        frame = Views(img.detach(), LOOK_AT_ORIGIN[None], K[None].clone(), torch.tensor([2.0 / 3.0]), 24, 24)
-        calls.clear()
-        loss = track_rigid_knot(model, field, frame, cfg)
-        return len(calls), loss
-
-    searched = 1 + 3 * len(fit.TRACK_SEARCH_DEGREES)
-    full, loss_full = track()
-    assert full == searched + 2 * 12
-    early, loss_early = track("fine.track_patience=2")
-    assert searched + 2 * 2 <= early < full
-    assert loss_early <= 0.05 and loss_full <= 0.05
-    with pytest.raises(ValueError, match="track_patience"):
-        _cfg("fine.track_patience=-1").validate()
