@@ -1,6 +1,6 @@
-"""The compiled CPU compositing kernel behind the ``cpu`` rasteriser backend.
+"""The compiled CPU kernels (projection and compositing) behind the ``cpu`` rasteriser backend.
 
-``recon/csrc/composite_cpu.cpp`` (C++ with OpenMP) is built with
+``recon/csrc/composite_cpu.cpp`` and ``recon/csrc/project_cpu.cpp`` (C++ with OpenMP) are built with
 ``torch.utils.cpp_extension.load`` at first use and cached by torch (``$TORCH_EXTENSIONS_DIR``,
 default ``~/.cache/torch_extensions``, one build per environment: :func:`extension_name`); later processes load the cached build in well under a
 second. When no C++ compiler is present, the build fails, or ``D4D_RECON_NO_CPP=1`` is set,
@@ -19,7 +19,7 @@ from typing import Any, Optional
 
 log = logging.getLogger(__name__)
 
-SOURCE = Path(__file__).resolve().parent / "csrc" / "composite_cpu.cpp"
+SOURCES = [Path(__file__).resolve().parent / "csrc" / name for name in ("composite_cpu.cpp", "project_cpu.cpp")]
 _lock = threading.Lock()
 _module: Any = None
 _tried = False
@@ -44,7 +44,7 @@ def load(verbose: bool = False) -> Optional[Any]:
 
                 _module = cpp_load(
                     name=extension_name(),
-                    sources=[str(SOURCE)],
+                    sources=[str(p) for p in SOURCES],
                     extra_cflags=["-O3", "-fopenmp"],
                     extra_ldflags=["-fopenmp"],
                     verbose=verbose,

@@ -105,23 +105,40 @@ def project_gaussians(
     det = (a * c - b * b).clamp(min=1e-10)
     conics = torch.stack([c / det, -b / det, a / det], dim=-1)
 
-    with torch.no_grad():
-        opac = opacities.detach()[None].expand_as(tz)
-        extent = torch.sqrt(2.0 * torch.log(opac.clamp(min=ALPHA_THRESHOLD) / ALPHA_THRESHOLD))
-        extent = extent.clamp(max=MAX_EXTENT_SIGMA)
-        radius = torch.stack([torch.ceil(extent * a.detach().sqrt()), torch.ceil(extent * c.detach().sqrt())], -1)
-        m2 = means2d.detach()
-        valid = (
-            (tz.detach() > near_plane)
-            & (tz.detach() < far_plane)
-            & (opac >= ALPHA_THRESHOLD)
-            & (m2[..., 0] + radius[..., 0] > 0)
-            & (m2[..., 0] - radius[..., 0] < width)
-            & (m2[..., 1] + radius[..., 1] > 0)
-            & (m2[..., 1] - radius[..., 1] < height)
-        )
-        radii = torch.where(valid[..., None], radius, torch.zeros_like(radius)).to(torch.int32)
+    radii = screen_radii(means2d, tz, a, c, opacities, width, height, near_plane, far_plane)
     return Projected(means2d, means_c[..., 2], conics, radii, cov2d)
+
+
+@torch.no_grad()
+def screen_radii(
+    means2d: Tensor,  # [C, N, 2]
+    depths: Tensor,  # [C, N]
+    var_x: Tensor,  # [C, N] dilated 2D variance along x (cov2d[..., 0, 0])
+    var_y: Tensor,  # [C, N] along y
+    opacities: Tensor,  # [N]
+    width: int,
+    height: int,
+    near_plane: float = 0.01,
+    far_plane: float = 1e10,
+) -> Tensor:
+    """Opacity-aware half-extents ``[C, N, 2]`` int32 in pixels; 0 for Gaussians that do not
+    render (behind the near plane, off the image, or below the alpha threshold)."""
+    tz = depths.detach()
+    opac = opacities.detach()[None].expand_as(tz)
+    extent = torch.sqrt(2.0 * torch.log(opac.clamp(min=ALPHA_THRESHOLD) / ALPHA_THRESHOLD))
+    extent = extent.clamp(max=MAX_EXTENT_SIGMA)
+    radius = torch.stack([torch.ceil(extent * var_x.detach().sqrt()), torch.ceil(extent * var_y.detach().sqrt())], -1)
+    m2 = means2d.detach()
+    valid = (
+        (tz > near_plane)
+        & (tz < far_plane)
+        & (opac >= ALPHA_THRESHOLD)
+        & (m2[..., 0] + radius[..., 0] > 0)
+        & (m2[..., 0] - radius[..., 0] < width)
+        & (m2[..., 1] + radius[..., 1] > 0)
+        & (m2[..., 1] - radius[..., 1] < height)
+    )
+    return torch.where(valid[..., None], radius, torch.zeros_like(radius)).to(torch.int32)
 
 
 def camera_centers(viewmats: Tensor) -> Tensor:

@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 
 from diffusion4d.recon import cpu_kernel
-from diffusion4d.recon.projection import ALPHA_THRESHOLD, camera_centers, project_gaussians
+from diffusion4d.recon.projection import ALPHA_THRESHOLD, Projected, camera_centers, project_gaussians, screen_radii
 from diffusion4d.recon.sh import sh_to_rgb
 
 Backend = Literal["auto", "gsplat", "torch", "cpu"]
@@ -159,9 +159,8 @@ def rasterize(
             means, quats, scales, opacities, colors, viewmats, Ks, width, height,
             sh_degree, background, eps2d, near_plane, tile_size,
         )  # fmt: skip
-    proj = project_gaussians(
-        means, quats, scales, opacities, viewmats, Ks, width, height, eps2d=eps2d, near_plane=near_plane
-    )
+    project = project_gaussians_cpu if name == "cpu" and not viewmats.requires_grad else project_gaussians
+    proj = project(means, quats, scales, opacities, viewmats, Ks, width, height, eps2d=eps2d, near_plane=near_plane)
     cols = resolve_colors(colors, means, viewmats, sh_degree)  # [C, N, D]
     C, N = proj.depths.shape
     opac = opacities[None].expand(C, N)
@@ -376,6 +375,61 @@ def composite_tiles(
         return x.reshape(C, th * tile_size, tw * tile_size, x.shape[-1])[:, :height, :width]
 
     return to_image(rgb), to_image(acc)
+
+
+class _ProjectCpu(torch.autograd.Function):
+    """The compiled projection (recon/csrc/project_cpu.cpp) as an autograd function; cameras
+    are constants (no gradient to ``viewmats`` or ``Ks``)."""
+
+    @staticmethod
+    def forward(ctx, means, quats, scales, viewmats, Ks, W, H, eps2d):
+        means2d, depths, conics, cov2d = cpu_kernel.load().project_forward(means, quats, scales, viewmats, Ks, W, H, eps2d)
+        ctx.save_for_backward(means, quats, scales, viewmats, Ks)
+        ctx.dims = (W, H, eps2d)
+        ctx.mark_non_differentiable(cov2d)
+        return means2d, depths, conics, cov2d
+
+    @staticmethod
+    def backward(ctx, g_means2d, g_depths, g_conics, _g_cov2d):
+        means, quats, scales, viewmats, Ks = ctx.saved_tensors
+        W, H, eps2d = ctx.dims
+        C, N = viewmats.shape[0], means.shape[0]
+        zeros = lambda *shape: torch.zeros(shape, dtype=means.dtype)  # noqa: E731
+        g_means2d = zeros(C, N, 2) if g_means2d is None else g_means2d.contiguous()
+        g_depths = zeros(C, N) if g_depths is None else g_depths.contiguous()
+        g_conics = zeros(C, N, 3) if g_conics is None else g_conics.contiguous()
+        g_m, g_q, g_s = cpu_kernel.load().project_backward(
+            means, quats, scales, viewmats, Ks, W, H, eps2d, g_means2d, g_depths, g_conics
+        )
+        return g_m, g_q, g_s, None, None, None, None, None
+
+
+def project_gaussians_cpu(
+    means: Tensor,  # [N, 3]
+    quats: Tensor,  # [N, 4]
+    scales: Tensor,  # [N, 3]
+    opacities: Tensor,  # [N]
+    viewmats: Tensor,  # [C, 4, 4]
+    Ks: Tensor,  # [C, 3, 3]
+    width: int,
+    height: int,
+    eps2d: float = 0.3,
+    near_plane: float = 0.01,
+    far_plane: float = 1e10,
+) -> Projected:
+    """:func:`~diffusion4d.recon.projection.project_gaussians` in the compiled kernel: same
+    arguments and outputs, gradients to means, quats and scales (the cameras are constants).
+    One fused loop per camera-Gaussian pair instead of some fifty small torch ops and their
+    autograd nodes."""
+    dt = means.dtype
+    cams = (viewmats.detach().to(dt).contiguous(), Ks.detach().to(dt).contiguous())
+    means2d, depths, conics, abc = _ProjectCpu.apply(
+        means.contiguous(), quats.to(dt).contiguous(), scales.to(dt).contiguous(), *cams, width, height, float(eps2d)
+    )
+    a, b, c = abc.unbind(-1)
+    radii = screen_radii(means2d, depths, a, c, opacities, width, height, near_plane, far_plane)
+    cov2d = torch.stack([a, b, b, c], dim=-1).reshape(abc.shape[:-1] + (2, 2))
+    return Projected(means2d, depths, conics, radii, cov2d)
 
 
 class _CompositeCpu(torch.autograd.Function):

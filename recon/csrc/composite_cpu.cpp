@@ -40,6 +40,47 @@ std::vector<scalar_t> sigma_limits(const scalar_t* opac, int64_t M, double alpha
   return lim;
 }
 
+// One tile's Gaussians copied out of the scattered [M, ...] inputs into contiguous arrays, in
+// list order: every pixel of the tile then reads them sequentially instead of through flat_ids.
+template <typename scalar_t>
+struct TileGaussians {
+  std::vector<scalar_t> mx, my, a, b, c, o, lim, col;
+  int64_t n = 0;
+
+  void gather(const scalar_t* means2d, const scalar_t* conics, const scalar_t* opac, const scalar_t* cols,
+              const std::vector<scalar_t>& limits, const int64_t* ids, int64_t count, int64_t D) {
+    n = count;
+    for (auto* v : {&mx, &my, &a, &b, &c, &o, &lim}) v->resize(count);
+    col.resize(count * D);
+    for (int64_t k = 0; k < count; ++k) {
+      const int64_t g = ids[k];
+      mx[k] = means2d[2 * g];
+      my[k] = means2d[2 * g + 1];
+      a[k] = conics[3 * g];
+      b[k] = conics[3 * g + 1];
+      c[k] = conics[3 * g + 2];
+      o[k] = opac[g];
+      lim[k] = limits[g];
+      for (int64_t d = 0; d < D; ++d) col[k * D + d] = cols[g * D + d];
+    }
+  }
+};
+
+// What the backward replays of one pixel's forward pass: the composited list entries in order.
+template <typename scalar_t>
+struct Replay {
+  std::vector<int64_t> ks;
+  std::vector<char> clamped;
+  std::vector<scalar_t> expo, alphas, trans;
+
+  void clear() {
+    ks.clear(); clamped.clear(); expo.clear(); alphas.clear(); trans.clear();
+  }
+  void push(int64_t k, bool clamp, scalar_t e, scalar_t alpha, scalar_t T) {
+    ks.push_back(k); clamped.push_back(clamp); expo.push_back(e); alphas.push_back(alpha); trans.push_back(T);
+  }
+};
+
 template <typename scalar_t>
 void forward_impl(const scalar_t* means2d, const scalar_t* conics, const scalar_t* opac, const scalar_t* cols,
                   const int64_t* flat_ids, const int64_t* offsets, const int64_t* counts, int64_t C, int64_t D,
@@ -48,44 +89,70 @@ void forward_impl(const scalar_t* means2d, const scalar_t* conics, const scalar_
   const std::vector<scalar_t> lim = sigma_limits(opac, M, alpha_thr);
   const int64_t tw = (W + tile - 1) / tile, th = (H + tile - 1) / tile;
   const int64_t n_tiles = C * th * tw;
-#pragma omp parallel for schedule(dynamic, 1)
-  for (int64_t t = 0; t < n_tiles; ++t) {
-    const int64_t cam = t / (th * tw), txy = t % (th * tw);
-    const int64_t x0 = (txy % tw) * tile, y0 = (txy / tw) * tile;
-    const int64_t off = offsets[t], cnt = counts[t];
-    std::vector<scalar_t> px(D);
-    for (int64_t y = y0; y < std::min(y0 + tile, H); ++y) {
-      for (int64_t x = x0; x < std::min(x0 + tile, W); ++x) {
-        const int64_t pix = (cam * H + y) * W + x;
-        const scalar_t fx = (scalar_t)x + (scalar_t)0.5, fy = (scalar_t)y + (scalar_t)0.5;
-        scalar_t T = 1;
-        std::fill(px.begin(), px.end(), (scalar_t)0);
-        int32_t last_k = -1;
-        for (int64_t k = 0; k < cnt; ++k) {
-          const int64_t g = flat_ids[off + k];
-          const scalar_t dx = fx - means2d[2 * g], dy = fy - means2d[2 * g + 1];
-          const scalar_t a = conics[3 * g], b = conics[3 * g + 1], c = conics[3 * g + 2];
-          const scalar_t sigma = (scalar_t)0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy;
-          if (sigma > lim[g]) continue;
-          scalar_t alpha = opac[g] * std::exp(-sigma);
-          if (alpha > (scalar_t)alpha_max) alpha = (scalar_t)alpha_max;
-          if (alpha < (scalar_t)alpha_thr) continue;
-          const scalar_t next_T = T * ((scalar_t)1 - alpha);
-          if (next_T <= (scalar_t)t_min) break;
-          const scalar_t w = alpha * T;
-          const scalar_t* cg = cols + g * D;
-          for (int64_t d = 0; d < D; ++d) px[d] += w * cg[d];
-          T = next_T;
-          last_k = (int32_t)k;
+  const scalar_t a_max = (scalar_t)alpha_max, a_thr = (scalar_t)alpha_thr, tmin = (scalar_t)t_min;
+#pragma omp parallel
+  {
+    TileGaussians<scalar_t> tg;
+    std::vector<scalar_t> T(tile), px(tile * D), sig(tile), fxs(tile);
+    std::vector<int32_t> last_k(tile);
+    std::vector<char> running(tile);
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t t = 0; t < n_tiles; ++t) {
+      const int64_t cam = t / (th * tw), txy = t % (th * tw);
+      const int64_t x0 = (txy % tw) * tile, y0 = (txy / tw) * tile;
+      const int64_t cnt = counts[t];
+      tg.gather(means2d, conics, opac, cols, lim, flat_ids + offsets[t], cnt, D);
+      for (int64_t j = 0; j < tile; ++j) fxs[j] = (scalar_t)(x0 + j) + (scalar_t)0.5;
+      const int64_t nx = std::min(x0 + tile, W) - x0;
+      for (int64_t y = y0; y < std::min(y0 + tile, H); ++y) {
+        const scalar_t fy = (scalar_t)y + (scalar_t)0.5;
+        // the row's pixels walk the list together: one test over the row finds the Gaussians
+        // that touch none of its pixels still running; each pixel still composites in list order
+        std::fill(T.begin(), T.begin() + nx, (scalar_t)1);
+        std::fill(px.begin(), px.begin() + nx * D, (scalar_t)0);
+        std::fill(last_k.begin(), last_k.begin() + nx, -1);
+        std::fill(running.begin(), running.begin() + nx, (char)1);
+        int64_t n_running = nx;
+        for (int64_t k = 0; k < cnt && n_running > 0; ++k) {
+          const scalar_t dy = fy - tg.my[k], mx = tg.mx[k], a = tg.a[k], b = tg.b[k], c = tg.c[k], lk = tg.lim[k];
+          char hit = 0;
+          for (int64_t j = 0; j < nx; ++j) {
+            const scalar_t dx = fxs[j] - mx;
+            sig[j] = (scalar_t)0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy;
+            hit |= (char)(!(sig[j] > lk) & running[j]);
+          }
+          if (!hit) continue;
+          for (int64_t j = 0; j < nx; ++j) {
+            if (!running[j] || sig[j] > lk) continue;
+            scalar_t alpha = tg.o[k] * std::exp(-sig[j]);
+            if (alpha > a_max) alpha = a_max;
+            if (alpha < a_thr) continue;
+            const scalar_t next_T = T[j] * ((scalar_t)1 - alpha);
+            if (next_T <= tmin) {
+              running[j] = 0;
+              --n_running;
+              continue;
+            }
+            const scalar_t w = alpha * T[j];
+            const scalar_t* cg = &tg.col[k * D];
+            for (int64_t d = 0; d < D; ++d) px[j * D + d] += w * cg[d];
+            T[j] = next_T;
+            last_k[j] = (int32_t)k;
+          }
         }
-        for (int64_t d = 0; d < D; ++d) rgb[pix * D + d] = px[d];
-        acc[pix] = (scalar_t)1 - T;
-        last[pix] = last_k;
+        for (int64_t j = 0; j < nx; ++j) {
+          const int64_t pix = (cam * H + y) * W + x0 + j;
+          for (int64_t d = 0; d < D; ++d) rgb[pix * D + d] = px[j * D + d];
+          acc[pix] = (scalar_t)1 - T[j];
+          last[pix] = last_k[j];
+        }
       }
     }
   }
 }
 
+// Backward: per tile, gradients are summed over the tile's pixels into a per-list-entry buffer
+// (contiguous), then added once per entry to the thread's per-Gaussian accumulator.
 template <typename scalar_t>
 void backward_impl(const scalar_t* means2d, const scalar_t* conics, const scalar_t* opac, const scalar_t* cols,
                    const int64_t* flat_ids, const int64_t* offsets, const int64_t* counts, int64_t C, int64_t D,
@@ -96,6 +163,7 @@ void backward_impl(const scalar_t* means2d, const scalar_t* conics, const scalar
   const std::vector<scalar_t> lim = sigma_limits(opac, M, alpha_thr);
   const int64_t tw = (W + tile - 1) / tile, th = (H + tile - 1) / tile;
   const int64_t n_tiles = C * th * tw;
+  const scalar_t a_max = (scalar_t)alpha_max, a_thr = (scalar_t)alpha_thr;
   int n_threads = 1;
 #ifdef _OPENMP
   n_threads = omp_get_max_threads();
@@ -114,79 +182,87 @@ void backward_impl(const scalar_t* means2d, const scalar_t* conics, const scalar
       partial[tid - 1].assign(M * stride, (scalar_t)0);
       buf = partial[tid - 1].data();
     }
-    std::vector<int64_t> ks;
-    std::vector<scalar_t> alphas, trans, expo;
-    std::vector<char> clamped;
+    TileGaussians<scalar_t> tg;
+    std::vector<scalar_t> local;  // [cnt, stride] gradients of the tile's list entries
+    Replay<scalar_t> r;
+    std::vector<scalar_t> fxs(tile);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t t = 0; t < n_tiles; ++t) {
       const int64_t cam = t / (th * tw), txy = t % (th * tw);
       const int64_t x0 = (txy % tw) * tile, y0 = (txy / tw) * tile;
-      const int64_t off = offsets[t];
-      (void)counts;
+      const int64_t* ids = flat_ids + offsets[t];
+      const int64_t cnt = counts[t];
+      if (cnt == 0) continue;
+      tg.gather(means2d, conics, opac, cols, lim, ids, cnt, D);
+      for (int64_t j = 0; j < tile; ++j) fxs[j] = (scalar_t)(x0 + j) + (scalar_t)0.5;
+      local.assign(cnt * stride, (scalar_t)0);
+      bool any = false;
+      const int64_t nx = std::min(x0 + tile, W) - x0;
       for (int64_t y = y0; y < std::min(y0 + tile, H); ++y) {
-        for (int64_t x = x0; x < std::min(x0 + tile, W); ++x) {
+        const scalar_t fy = (scalar_t)y + (scalar_t)0.5;
+        for (int64_t x = x0; x < x0 + nx; ++x) {
           const int64_t pix = (cam * H + y) * W + x;
           const int32_t lk = last[pix];
           if (lk < 0) continue;
-          const scalar_t fx = (scalar_t)x + (scalar_t)0.5, fy = (scalar_t)y + (scalar_t)0.5;
+          any = true;
+          const scalar_t fx = fxs[x - x0];
           // replay the forward pass up to the last composited Gaussian
-          ks.clear();
-          clamped.clear();
-          expo.clear();
-          alphas.clear();
-          trans.clear();
+          r.clear();
           scalar_t T = 1;
           for (int64_t k = 0; k <= lk; ++k) {
-            const int64_t g = flat_ids[off + k];
-            const scalar_t dx = fx - means2d[2 * g], dy = fy - means2d[2 * g + 1];
-            const scalar_t a = conics[3 * g], b = conics[3 * g + 1], c = conics[3 * g + 2];
-            const scalar_t sigma = (scalar_t)0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy;
-            if (sigma > lim[g]) continue;
-            const scalar_t raw = opac[g] * std::exp(-sigma);
-            const scalar_t alpha = raw > (scalar_t)alpha_max ? (scalar_t)alpha_max : raw;
-            if (alpha < (scalar_t)alpha_thr) continue;
-            ks.push_back(k);
-            clamped.push_back(raw > (scalar_t)alpha_max);
-            expo.push_back(raw / opac[g]);  // exp(-sigma), for dL/do
-            alphas.push_back(alpha);
-            trans.push_back(T);
+            const scalar_t dx = fx - tg.mx[k], dy = fy - tg.my[k];
+            const scalar_t sigma = (scalar_t)0.5 * (tg.a[k] * dx * dx + tg.c[k] * dy * dy) + tg.b[k] * dx * dy;
+            if (sigma > tg.lim[k]) continue;
+            const scalar_t raw = tg.o[k] * std::exp(-sigma);
+            const scalar_t alpha = raw > a_max ? a_max : raw;
+            if (alpha < a_thr) continue;
+            r.push(k, raw > a_max, raw / tg.o[k], alpha, T);  // raw / o = exp(-sigma), for dL/do
             T = T * ((scalar_t)1 - alpha);
           }
+          const std::vector<int64_t>& ks = r.ks;
+          const std::vector<char>& clamped = r.clamped;
+          const std::vector<scalar_t>&expo = r.expo, &alphas = r.alphas, &trans = r.trans;
           const scalar_t T_final = (scalar_t)1 - acc[pix];
           const scalar_t* gr = grad_rgb + pix * D;
           const scalar_t ga_T = grad_acc[pix] * T_final;
           scalar_t S = 0;  // sum_{j>i} alpha_j T_j g_j
           for (int64_t i = (int64_t)ks.size() - 1; i >= 0; --i) {
-            const int64_t g = flat_ids[off + ks[i]];
-            const scalar_t* cg = cols + g * D;
+            const int64_t k = ks[i];
+            const scalar_t* cg = &tg.col[k * D];
             const scalar_t alpha = alphas[i], Ti = trans[i], w = alpha * Ti;
             scalar_t gdot = 0;
             for (int64_t d = 0; d < D; ++d) gdot += cg[d] * gr[d];
-            scalar_t* out_c = (buf ? buf + g * stride + 6 : g_cols + g * D);
+            scalar_t* out = &local[k * stride];
             if (need_cols)
-              for (int64_t d = 0; d < D; ++d) out_c[d] += w * gr[d];
+              for (int64_t d = 0; d < D; ++d) out[6 + d] += w * gr[d];
             if (need_geo && !clamped[i]) {  // a clamped alpha has no gradient
-              const scalar_t dx = fx - means2d[2 * g], dy = fy - means2d[2 * g + 1];
-              const scalar_t a = conics[3 * g], b = conics[3 * g + 1], c = conics[3 * g + 2];
-              {
-                const scalar_t d_alpha = Ti * gdot + (ga_T - S) / ((scalar_t)1 - alpha);
-                const scalar_t d_sigma = -alpha * d_alpha;
-                const scalar_t gm_x = -(a * dx + b * dy) * d_sigma, gm_y = -(c * dy + b * dx) * d_sigma;
-                const scalar_t ga = (scalar_t)0.5 * dx * dx * d_sigma, gb = dx * dy * d_sigma,
-                               gc = (scalar_t)0.5 * dy * dy * d_sigma;
-                const scalar_t go = expo[i] * d_alpha;
-                if (buf) {
-                  scalar_t* o = buf + g * stride;
-                  o[0] += gm_x; o[1] += gm_y; o[2] += ga; o[3] += gb; o[4] += gc; o[5] += go;
-                } else {
-                  g_means[2 * g] += gm_x; g_means[2 * g + 1] += gm_y;
-                  g_conics[3 * g] += ga; g_conics[3 * g + 1] += gb; g_conics[3 * g + 2] += gc;
-                  g_opac[g] += go;
-                }
-              }
+              const scalar_t dx = fx - tg.mx[k], dy = fy - tg.my[k];
+              const scalar_t a = tg.a[k], b = tg.b[k], c = tg.c[k];
+              const scalar_t d_alpha = Ti * gdot + (ga_T - S) / ((scalar_t)1 - alpha);
+              const scalar_t d_sigma = -alpha * d_alpha;
+              out[0] += -(a * dx + b * dy) * d_sigma;
+              out[1] += -(c * dy + b * dx) * d_sigma;
+              out[2] += (scalar_t)0.5 * dx * dx * d_sigma;
+              out[3] += dx * dy * d_sigma;
+              out[4] += (scalar_t)0.5 * dy * dy * d_sigma;
+              out[5] += expo[i] * d_alpha;
             }
             S += w * gdot;
           }
+        }
+      }
+      if (!any) continue;
+      for (int64_t k = 0; k < cnt; ++k) {
+        const int64_t g = ids[k];
+        const scalar_t* q = &local[k * stride];
+        if (buf) {
+          scalar_t* o = buf + g * stride;
+          for (int64_t j = 0; j < stride; ++j) o[j] += q[j];
+        } else {
+          g_means[2 * g] += q[0]; g_means[2 * g + 1] += q[1];
+          g_conics[3 * g] += q[2]; g_conics[3 * g + 1] += q[3]; g_conics[3 * g + 2] += q[4];
+          g_opac[g] += q[5];
+          for (int64_t d = 0; d < D; ++d) g_cols[g * D + d] += q[6 + d];
         }
       }
     }
@@ -336,8 +412,19 @@ std::vector<torch::Tensor> tile_lists(torch::Tensor means2d, torch::Tensor radii
   return {flat_ids, offsets, counts};
 }
 
+// defined in project_cpu.cpp (the same extension)
+std::vector<torch::Tensor> project_forward(torch::Tensor means, torch::Tensor quats, torch::Tensor scales,
+                                           torch::Tensor viewmats, torch::Tensor Ks, int64_t W, int64_t H,
+                                           double eps2d);
+std::vector<torch::Tensor> project_backward(torch::Tensor means, torch::Tensor quats, torch::Tensor scales,
+                                            torch::Tensor viewmats, torch::Tensor Ks, int64_t W, int64_t H,
+                                            double eps2d, torch::Tensor g_means2d, torch::Tensor g_depths,
+                                            torch::Tensor g_conics);
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("tile_lists", &tile_lists, "tile/Gaussian overlap lists sorted by tile then depth (CPU)");
   m.def("composite_forward", &composite_forward, "tiled front-to-back compositing (CPU)");
   m.def("composite_backward", &composite_backward, "its backward (CPU)");
+  m.def("project_forward", &project_forward, "EWA projection of 3D Gaussians (CPU)");
+  m.def("project_backward", &project_backward, "its backward to means, quats and scales (CPU)");
 }
