@@ -11,7 +11,8 @@ backend:
   once (vectorised; tiles are batched in chunks of similar size);
 * ``"cpu"``: the same tiles and compositing rule in a compiled C++/OpenMP kernel
   (:mod:`diffusion4d.recon.cpu_kernel`, built at first use), one pixel at a time with early termination,
-  forward and backward; CPU tensors only;
+  forward and backward, and the projection compiled with it (:func:`project_gaussians_cpu`,
+  hand-written backward; the torch projection when the cameras need gradients); CPU tensors only;
 * ``"auto"``: gsplat when the tensors live on CUDA and gsplat imports, else ``cpu`` when the
   kernel builds (a C++ compiler is present), else ``torch``.
 

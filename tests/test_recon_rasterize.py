@@ -264,6 +264,64 @@ def test_cpu_kernel_float32_matches_torch_backend_and_keeps_means2d_grad():
     assert out_c[2]["means2d"].grad is not None and out_c[2]["means2d"].grad.abs().sum() > 0
 
 
+@needs_cpu_kernel
+def test_compiled_projection_equals_the_torch_one_values_and_gradients():
+    """project_gaussians_cpu against project_gaussians in float64: every output, and the
+    gradients of all differentiable outputs (means2d, depths, conics) to means, quats and
+    scales. The scene has unnormalised quaternions, points far outside the frustum (the
+    Jacobian clamp), points behind the camera, and needle-thin Gaussians whose 2D
+    covariance is nearly singular before the dilation."""
+    from diffusion4d.recon.rasterize import project_gaussians_cpu
+
+    params, viewmats, Ks = make_scene(n=300, width=48, height=40, cams=3, seed=11)
+    means, quats, scales, opac, _ = params
+    means = means.clone()
+    means[:20] *= 12.0  # far off-screen on both sides: exercises the frustum clamp
+    means[20:30, 2] += 8.0  # some end up behind the cameras or near them
+    quats = quats * torch.linspace(0.2, 5.0, len(quats), dtype=torch.float64)[:, None]  # unnormalised
+    scales = scales.clone()
+    scales[30:60, 1:] = 1e-6  # needles
+    inputs = [t.clone().requires_grad_(True) for t in (means, quats, scales)]
+    want = project_gaussians(inputs[0], inputs[1], inputs[2], opac, viewmats, Ks, 48, 40)
+    got = project_gaussians_cpu(inputs[0], inputs[1], inputs[2], opac, viewmats, Ks, 48, 40)
+    for name in ("means2d", "depths", "conics", "cov2d"):
+        torch.testing.assert_close(getattr(got, name), getattr(want, name), rtol=1e-10, atol=1e-10, msg=name)
+    torch.testing.assert_close(got.radii, want.radii, rtol=0, atol=0)
+    assert int((want.radii[..., 0] == 0).sum()) > 0 < int((want.radii[..., 0] > 0).sum())
+    g = torch.Generator().manual_seed(5)
+    # weights of the conics scaled down: the needles' conics reach 1e1-1e2 and would swamp the rest
+    w = [torch.randn(want.means2d.shape, generator=g, dtype=torch.float64),
+         torch.randn(want.depths.shape, generator=g, dtype=torch.float64),
+         torch.randn(want.conics.shape, generator=g, dtype=torch.float64) * 1e-2]  # fmt: skip
+    for use in ([0], [1], [2], [0, 1, 2]):  # each output alone (the others get no gradient) and all
+        outs_w = [(want.means2d, want.depths, want.conics)[i] for i in use]
+        outs_g = [(got.means2d, got.depths, got.conics)[i] for i in use]
+        loss_w = sum((o * w[i]).sum() for o, i in zip(outs_w, use))
+        loss_g = sum((o * w[i]).sum() for o, i in zip(outs_g, use))
+        gw = torch.autograd.grad(loss_w, inputs, retain_graph=True, allow_unused=True)
+        gg = torch.autograd.grad(loss_g, inputs, retain_graph=True, allow_unused=True)
+        for a, b, x in zip(gg, gw, inputs):  # means2d does not depend on quats/scales: None in torch
+            a = torch.zeros_like(x) if a is None else a
+            b = torch.zeros_like(x) if b is None else b
+            torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-9 * b.abs().max().item())
+        assert gw[0].abs().sum() > 0
+
+
+@needs_cpu_kernel
+def test_rasterize_projects_in_torch_when_the_cameras_need_gradients():
+    """Camera gradients (pose refinement) are not in the compiled projection: rasterize falls
+    back to the torch projection for them and still composites in the kernel."""
+    params, viewmats, Ks = make_scene(n=80, seed=2)
+    viewmats = viewmats.clone().requires_grad_(True)
+    img_c, _, _ = rasterize(*params, viewmats, Ks, 40, 32, backend="cpu")
+    img_d, _ = rasterize_dense(*params, viewmats, Ks, 40, 32)
+    torch.testing.assert_close(img_c, img_d, rtol=1e-10, atol=1e-10)
+    (g_c,) = torch.autograd.grad(img_c.sum(), viewmats)
+    (g_d,) = torch.autograd.grad(img_d.sum(), viewmats)
+    assert g_d.abs().sum() > 0
+    torch.testing.assert_close(g_c, g_d, rtol=1e-8, atol=1e-10)
+
+
 def test_auto_falls_back_to_torch_without_the_kernel(monkeypatch):
     monkeypatch.setattr(cpu_kernel, "_tried", True)
     monkeypatch.setattr(cpu_kernel, "_module", None)
