@@ -130,3 +130,24 @@ def test_resume_in_place_drops_replayed_rows_and_keeps_the_first_loss(tmp_path):
     assert [r["loss"] for r in rows] == [r["loss"] for r in full["history"]]
     summary = json.loads((tmp_path / "run" / "train_summary.json").read_text())
     assert summary["first_loss"] == full["history"][0]["loss"] == resumed["summary"]["first_loss"]
+
+
+def test_foreground_weighted_loss_is_the_same_from_the_cache_and_from_pixels(tmp_path):
+    """``loss.foreground_weight``: the cached masks and the ones computed from the batch's frames
+    give the same first loss, and it differs from the plain MSE's."""
+    write_synthetic_dataset(tmp_path / "data", num_assets=3, num_frames=8, size=32, orbits=1)
+    preset = REPO / "configs" / "train" / "tiny.yaml"
+    base = SMALL + [f"data.root={tmp_path / 'data'}", "report_to=none", "validation.at_end=false", "max_steps=1", "checkpoint_every=0"]
+    first = {}
+    n = torch.get_num_threads()
+    try:
+        for name, extra in {"cached": ["loss.foreground_weight=4"], "pixels": ["loss.foreground_weight=4", "data.cache_latents=false"],
+                            "plain": []}.items():  # fmt: skip
+            _reset_accelerate()
+            out = run(load_config(TrainConfig, preset, base + extra + [f"output_dir={tmp_path / name}"]))
+            first[name] = out["history"][0]["loss"]
+    finally:
+        _reset_accelerate()
+        torch.set_num_threads(n)
+    assert abs(first["cached"] - first["pixels"]) < 1e-5 * first["plain"]
+    assert abs(first["cached"] - first["plain"]) > 1e-3 * first["plain"]

@@ -106,3 +106,36 @@ def test_weighted_ldm_loss_is_per_sample_weighted_mean():
     expected = sum(w[b] * ((pred[b] - target[b]) ** 2).mean() for b in range(3)) / 3
     torch.testing.assert_close(L.ldm_loss(pred, target, w), expected)
     torch.testing.assert_close(L.ldm_loss(pred, target, torch.ones(3)), L.ldm_loss(pred, target))
+
+
+def test_foreground_weighted_ldm_loss_against_a_loop():
+    """``loss.foreground_weight``: weights 1 + k * foreground per latent cell, rescaled to mean 1 per
+    sample, multiply each squared error (the channel axis shares its cell's weight)."""
+    g = torch.Generator().manual_seed(0)
+    B, C, Fr, h, w = 2, 3, 2, 4, 4
+    pred, target = torch.randn(B, C, Fr, h, w, generator=g), torch.randn(B, C, Fr, h, w, generator=g)
+    fg = torch.rand(B, Fr, h, w, generator=g)
+    fg[1] = 0.0  # no object at all: plain MSE for that sample
+    assert L.foreground_weights(fg, 0.0) is None
+    ew = L.foreground_weights(fg, 4.0)
+    assert ew.shape == (B, 1, Fr, h, w)
+    torch.testing.assert_close(ew.flatten(1).mean(1), torch.ones(B))
+    want = 0.0
+    for b in range(B):
+        raw = [[[1 + 4.0 * float(fg[b, f, y, x]) for x in range(w)] for y in range(h)] for f in range(Fr)]
+        mean = sum(v for plane in raw for row in plane for v in row) / (Fr * h * w)
+        total = 0.0
+        for c in range(C):
+            for f in range(Fr):
+                for y in range(h):
+                    for x in range(w):
+                        total += raw[f][y][x] / mean * float(pred[b, c, f, y, x] - target[b, c, f, y, x]) ** 2
+        want += total / (C * Fr * h * w) / B
+    got = L.ldm_loss(pred, target, element_weights=ew)
+    assert abs(float(got) - want) < 1e-5 * want
+    # sample 1 has no foreground: its weights are all 1
+    torch.testing.assert_close(ew[1], torch.ones_like(ew[1]))
+    # with per-sample weights as well: each sample's weighted mean times its weight
+    sw = torch.tensor([2.0, 0.5])
+    per = (ew * (pred - target) ** 2).flatten(1).mean(1)
+    torch.testing.assert_close(L.ldm_loss(pred, target, sw, ew), (per * sw).mean())

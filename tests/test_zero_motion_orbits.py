@@ -46,3 +46,26 @@ def test_works_on_the_latent_cache(data, tmp_path):
     ds.cache_dir = tmp_path
     item = ds[0]
     assert item["motion_magnitude"] == 0.0 and torch.equal(item["latents"], item["static_latents"])
+
+
+def test_cache_stores_foreground_fractions_of_each_latent_cell(data, tmp_path):
+    """The cache's foreground masks are the silhouette's share per latent cell, and a zero-motion
+    draw swaps them with the video (the static orbit's mask)."""
+    from diffusion4d.metrics import silhouette
+    from diffusion4d.train.orbit_dataset import foreground_fraction
+
+    ds = OrbitDataset(str(data), 16, 4)
+    encode = lambda frames: torch.nn.functional.avg_pool3d(frames.permute(0, 2, 1, 3, 4), (1, 4, 4))  # noqa: E731  [B, 3, F, 4, 4]
+    text = lambda captions: torch.zeros(len(captions), 3, 8)  # noqa: E731
+    build_latent_cache(ds, tmp_path, encode, text)
+    px = ds.load_pixels(0, 0)
+    ds.cache_dir = tmp_path
+    item = ds[0]
+    assert item["foreground"].shape == (4, 4, 4)
+    sil = silhouette(px["frames"]).float()  # [F, 16, 16]
+    want = torch.stack([sil[:, 4 * y : 4 * y + 4, 4 * x : 4 * x + 4].mean((-1, -2)) for y in range(4) for x in range(4)], -1)
+    torch.testing.assert_close(item["foreground"], want.reshape(4, 4, 4))
+    assert 0 < float(item["foreground"].mean()) < 1
+    torch.testing.assert_close(foreground_fraction(px["static_frames"], (4, 4)), item["static_foreground"])
+    ds.zero_motion_prob = 1.0
+    torch.testing.assert_close(ds[0]["foreground"], item["static_foreground"])

@@ -51,13 +51,37 @@ def predicted_clean_sample(
     raise ValueError(f"prediction_type must be 'epsilon' or 'v_prediction', got {prediction_type!r}")
 
 
-def ldm_loss(prediction: torch.Tensor, target: torch.Tensor, weights: Optional[torch.Tensor] = None) -> torch.Tensor:
+def ldm_loss(
+    prediction: torch.Tensor,
+    target: torch.Tensor,
+    weights: Optional[torch.Tensor] = None,
+    element_weights: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
     """Noise-prediction MSE in float32: the mean over every element, or with per-sample
-    ``weights`` ``[B]`` the mean over the batch of ``w_b * mean_b((pred - target)^2)``."""
-    if weights is None:
+    ``weights`` ``[B]`` the mean over the batch of ``w_b * mean_b((pred - target)^2)``.
+    ``element_weights`` (broadcastable to the prediction, e.g. ``[B, 1, F, h, w]`` from
+    :func:`foreground_weights`) multiply each squared error before the mean."""
+    if weights is None and element_weights is None:
         return F.mse_loss(prediction.float(), target.float())
-    per_sample = (prediction.float() - target.float()).pow(2).flatten(1).mean(1)
+    sq = (prediction.float() - target.float()).pow(2)
+    if element_weights is not None:
+        sq = sq * element_weights.to(sq)
+    per_sample = sq.flatten(1).mean(1)
+    if weights is None:
+        return per_sample.mean()
     return (per_sample * weights.to(per_sample)).mean()
+
+
+def foreground_weights(foreground: torch.Tensor, weight: float) -> Optional[torch.Tensor]:
+    """Per-element L_ldm weights ``[B, 1, F, h, w]`` from the foreground fraction of each latent
+    cell ``foreground`` ``[B, F, h, w]`` in [0, 1]: ``1 + weight * foreground``, rescaled to mean 1
+    per sample so the loss keeps its scale and only moves emphasis from the white background
+    to the object; None when ``weight <= 0`` (plain MSE)."""
+    if weight <= 0:
+        return None
+    w = 1.0 + weight * foreground.float().clamp(0, 1)
+    w = w / w.flatten(1).mean(1).reshape(-1, *([1] * (w.dim() - 1)))
+    return w[:, None]
 
 
 def min_snr_weights(
@@ -147,11 +171,13 @@ def total_loss(
     mr_reduction: Literal["mean", "sum"] = "mean",
     mr_weighting: Literal["none", "alpha_bar_sq"] = "alpha_bar_sq",
     snr_gamma: float = 0.0,
+    element_weights: Optional[torch.Tensor] = None,
 ) -> Dict[str, torch.Tensor]:
     """``{"loss": L_ldm + omega * L_mr, "ldm": L_ldm, "mr": L_mr}``; ``snr_gamma > 0`` weights
-    L_ldm per sample with :func:`min_snr_weights`."""
+    L_ldm per sample with :func:`min_snr_weights`, ``element_weights`` per element
+    (:func:`foreground_weights`)."""
     target = diffusion_target(prediction_type, alphas_cumprod, z0, noise, timesteps)
-    l_ldm = ldm_loss(prediction, target, min_snr_weights(snr_gamma, prediction_type, alphas_cumprod, timesteps))
+    l_ldm = ldm_loss(prediction, target, min_snr_weights(snr_gamma, prediction_type, alphas_cumprod, timesteps), element_weights)
     if omega:
         zhat0 = predicted_clean_sample(prediction_type, alphas_cumprod, z_t.float(), prediction.float(), timesteps)
         weights = mr_weights(mr_weighting, alphas_cumprod, timesteps)

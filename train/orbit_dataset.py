@@ -81,6 +81,18 @@ def _load_frames(folder: Path, idx: np.ndarray, resolution: int) -> torch.Tensor
     return x.clamp(0, 1)
 
 
+def foreground_fraction(frames: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """Share of object pixels in each latent cell: ``frames`` ``[..., F, 3, R, R]`` in [0, 1] over
+    white -> ``[..., F, h, w]`` in [0, 1] (``size = (h, w)``), from the project's one silhouette
+    threshold (:func:`diffusion4d.metrics.silhouette`) averaged over each cell's pixels."""
+    from diffusion4d.metrics import silhouette
+
+    lead = frames.shape[:-3]
+    mask = silhouette(frames.reshape(-1, *frames.shape[-3:]).float()).float()  # [N, R, R]
+    cells = F.adaptive_avg_pool2d(mask[:, None], tuple(size))[:, 0]
+    return cells.reshape(*lead, *cells.shape[-2:])
+
+
 def cache_key(uid: str, orbit: int) -> str:
     return f"{uid}__orbit{orbit}"
 
@@ -179,6 +191,8 @@ class OrbitDataset(torch.utils.data.Dataset):
         if self.zero_motion(index):
             key, static = ("latents", "static_latents") if "latents" in item else ("frames", "static_frames")
             item[key] = item[static].clone()
+            if "foreground" in item:
+                item["foreground"] = item["static_foreground"].clone()
             item["motion_magnitude"] = 0.0
         return item
 
@@ -218,7 +232,8 @@ def _cache_path(dataset: OrbitDataset, cache_dir: Path, index: int, orbit: int) 
 
 
 def build_latent_cache(dataset: OrbitDataset, cache_dir: Path, encode_fn, text_fn, rank: int = 0, world: int = 1) -> int:
-    """Write ``<cache_dir>/<uid>__orbit<k>.safetensors`` (latents, static_latents, c2w, text_embeds)
+    """Write ``<cache_dir>/<uid>__orbit<k>.safetensors`` (latents, static_latents ``[C, F, h, w]``,
+    foreground, static_foreground ``[F, h, w]`` (:func:`foreground_fraction`), c2w, text_embeds)
     for this rank's share of the orbits not cached yet; returns the number written.
 
     The share is every ``world``-th orbit starting at ``rank`` (in :meth:`OrbitDataset.all_items`
@@ -239,9 +254,12 @@ def build_latent_cache(dataset: OrbitDataset, cache_dir: Path, encode_fn, text_f
         with torch.no_grad():
             latents = encode_fn(px["frames"][None])[0].float().contiguous()
             static = latents if px["static_frames"] is px["frames"] else encode_fn(px["static_frames"][None])[0].float().contiguous()
+            size = latents.shape[-2:]
             item = {
                 "latents": latents,
                 "static_latents": static.clone() if static is latents else static,
+                "foreground": foreground_fraction(px["frames"], size).contiguous(),
+                "static_foreground": foreground_fraction(px["static_frames"], size).contiguous(),
                 "c2w": px["c2w"].contiguous(),
                 "text_embeds": text_fn([px["caption"]])[0].float().contiguous(),
             }

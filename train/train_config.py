@@ -53,6 +53,7 @@ class LossConfig:
     mr_reduction: Literal["mean", "sum"] = "mean"  # motion magnitude form inside L_mr
     mr_weighting: Literal["none", "alpha_bar_sq"] = "alpha_bar_sq"  # per-timestep L_mr weight (none = Eq. 2 literally)
     snr_gamma: float = 0.0  # Min-SNR-gamma weighting of L_ldm (0 = off, the paper's plain MSE; 5 is the usual value)
+    foreground_weight: float = 0.0  # L_ldm weight 1 + this x foreground fraction per latent cell, mean 1 (0 = off, plain MSE)
 
 
 @dataclass

@@ -29,7 +29,9 @@ from diffusion4d.logging_utils import get_logger, progress
 from diffusion4d.train import losses as L
 from diffusion4d.train.checkpointing import remove_stale_temporaries, resolve_resume, save_checkpoint, step_of
 from diffusion4d.train.model_setup import PRIOR_FOLDER, build_components, freeze_prior, make_optimizer
-from diffusion4d.train.orbit_dataset import OrbitDataset, build_latent_cache, cache_fingerprint, collate, epoch_batches, missing_cache_entries
+from diffusion4d.train.orbit_dataset import (
+    OrbitDataset, build_latent_cache, cache_fingerprint, collate, epoch_batches, foreground_fraction, missing_cache_entries,
+)
 from diffusion4d.train.train_config import TrainConfig
 
 log = get_logger("train")
@@ -249,7 +251,8 @@ class Trainer:
             raise UserError("data.root is not set: pass data.root=<curated dataset folder>")
         cache_dir = None
         if d.cache_latents:
-            tag = cache_fingerprint([cfg.stage, d.resolution, d.num_frames, d.frame_sampling, cfg.model.base, cfg.model.vae, cfg.model.text_encoder])
+            # "fg": entries carry foreground masks (older caches without them are not reused)
+            tag = cache_fingerprint([cfg.stage, d.resolution, d.num_frames, d.frame_sampling, cfg.model.base, cfg.model.vae, cfg.model.text_encoder, "fg"])
             cache_dir = Path(d.cache_dir or self.out / "latent_cache") / tag
         self.dataset = OrbitDataset(d.root, d.resolution, d.num_frames, d.frame_sampling, d.random_orbit, cfg.seed, stage=cfg.stage,
                                     zero_motion_prob=d.zero_motion_prob)
@@ -298,9 +301,16 @@ class Trainer:
         if "latents" in batch:
             z0, z_static = batch["latents"].to(self.device), batch["static_latents"].to(self.device)
             text = batch["text_embeds"].to(self.device)
+            foreground = batch.get("foreground")
         else:
             z0, z_static = self.encode_frames(batch["frames"]), self.encode_frames(batch["static_frames"])
             text = self.encode_text(batch["caption"])
+            foreground = foreground_fraction(batch["frames"], z0.shape[-2:]) if cfg.loss.foreground_weight > 0 else None
+        element_weights = None
+        if cfg.loss.foreground_weight > 0:
+            if foreground is None:
+                raise UserError("loss.foreground_weight needs a latent cache with foreground masks: delete the old cache folder (latent_cache/) and rerun")
+            element_weights = L.foreground_weights(foreground.to(self.device), cfg.loss.foreground_weight)
         z0, z_static, text = z0.float(), z_static.float(), text.float()
         b = z0.shape[0]
         noise = torch.randn(z0.shape, generator=g).to(self.device)
@@ -325,6 +335,7 @@ class Trainer:
             pred.float(), z0=z0, z_t=z_t, noise=noise, z_static=z_static, timesteps=t, alphas_cumprod=self.alphas_cumprod,
             prediction_type=cfg.model.prediction_type, omega=cfg.loss.omega if cfg.stage == "4d" else 0.0,
             mr_reduction=cfg.loss.mr_reduction, mr_weighting=cfg.loss.mr_weighting, snr_gamma=cfg.loss.snr_gamma,
+            element_weights=element_weights,
         )
 
     # ------------------------------------------------------------------ outputs
