@@ -129,9 +129,26 @@ def make_accelerator(cfg: TrainConfig):
     ds = accelerator.state.deepspeed_plugin
     if ds is not None:
         ds.deepspeed_config["train_micro_batch_size_per_gpu"] = cfg.batch_size
+        if cfg.mixed_precision in ("fp16", "bf16") and not deepspeed_supports(cfg.mixed_precision):
+            from deepspeed.accelerator import get_accelerator
+
+            raise UserError(f"mixed_precision={cfg.mixed_precision} is not supported by DeepSpeed's "
+                            f"{get_accelerator().device_name()} accelerator on this machine; "
+                            "use another mixed_precision (bf16 or no) or run on a GPU")
         if cfg.ema and ds.zero_stage == 3:
             raise UserError("ema=true is not supported with DeepSpeed ZeRO-3 (parameters are sharded); use ZeRO-2 or ema=false")
     return accelerator
+
+
+def deepspeed_supports(precision: str) -> bool:
+    """Whether DeepSpeed's accelerator on this machine can train in ``precision`` (``fp16``/``bf16``).
+
+    On GPUs both are supported; DeepSpeed's CPU accelerator runs fp16 only where oneDNN has fp16
+    kernels for the processor (AVX512-FP16 / AMX), so the answer differs between CPUs."""
+    from deepspeed.accelerator import get_accelerator
+
+    acc = get_accelerator()
+    return bool(acc.is_fp16_supported() if precision == "fp16" else acc.is_bf16_supported())
 
 
 @contextlib.contextmanager
