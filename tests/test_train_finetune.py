@@ -151,3 +151,37 @@ def test_foreground_weighted_loss_is_the_same_from_the_cache_and_from_pixels(tmp
         torch.set_num_threads(n)
     assert abs(first["cached"] - first["pixels"]) < 1e-5 * first["plain"]
     assert abs(first["cached"] - first["plain"]) > 1e-3 * first["plain"]
+
+
+def _text_sensitivity():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("text_sensitivity", REPO / "benchmarks" / "text_sensitivity.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_text_sensitivity_benchmark_measures_the_caption_paths(runs, tmp_path):
+    """benchmarks/text_sensitivity.py on a trained run: seeded, and a UNet whose caption paths are
+    cut (cross-attention values and the pooled-text MLP zeroed) shows no gain from its own caption."""
+    import shutil
+
+    root, _, _ = runs
+    bench = _text_sensitivity()
+    first = bench.measure(root / "a", root / "a" / "checkpoint-6", [300, 900], draws=1)
+    assert first == bench.measure(root / "a", root / "a" / "checkpoint-6", [300, 900], draws=1)
+    assert [r["t"] for r in first] == [300, 900] and all(r["captions"] == 3 and r["orbits"] == 3 for r in first)
+    assert all(r["own"] > 0 and r["other"] > 0 and r["empty"] > 0 and 0 <= r["top1"] <= 1 for r in first)
+    assert any(abs(r["gain"]) > 1e-6 for r in first)  # the trained model reads its caption
+
+    cut = tmp_path / "run"
+    shutil.copytree(root / "a", cut, ignore=shutil.ignore_patterns("checkpoint-3", "validation", "logs"))
+    unet = load_components(cut / "checkpoint-6", components=("unet",))["unet"]
+    with torch.no_grad():
+        for name, p in unet.named_parameters():
+            if ".attn2.to_v." in name or (name.startswith("text_pooled_embedding.") and name.endswith("weight")):
+                p.zero_()
+    unet.save_pretrained(str(cut / "checkpoint-6" / "unet"))
+    for r in bench.measure(cut, cut / "checkpoint-6", [300, 900], draws=1):
+        assert abs(r["gain"]) < 1e-6 and abs(r["own"] - r["empty"]) < 1e-6 * r["own"]
