@@ -17,7 +17,7 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 from diffusion4d.app.demo_config import DemoConfig
 from diffusion4d.config import load_config, save_config
@@ -41,13 +41,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="demo config overrides, e.g. train_steps=100")
 
 
+# the demo settings each stage reads: a rerun with other values redoes that stage and every later one
+STAGE_INPUTS: Dict[str, Tuple[str, ...]] = {
+    "assets": ("seed", "assets", "amplitudes"),
+    "curate": ("seed", "frames", "render_resolution"),
+    "autoencoder": ("seed", "train_resolution", "autoencoder_steps", "autoencoder_overrides"),
+    "train_prior": ("seed", "train_resolution", "frames", "prior_steps"),
+    "train": ("seed", "train_resolution", "frames", "train_steps", "train_overrides"),
+    "generate": ("seed", "sampling_steps", "guidance", "prompts", "sweep_prompts", "probe_prompts", "sweep_values"),
+    "reconstruct": ("recon_preset",),
+    "evaluate": ("eval_metrics",),
+    "report": ("check_browser",),
+}
+
+
 class DemoRun:
-    """State of one demo folder: stage results, timings, completion marks."""
+    """State of one demo folder: stage results, timings, completion marks.
+
+    Each completed stage records the settings it read (:data:`STAGE_INPUTS`); a rerun skips it only
+    while they are unchanged and no earlier stage was redone, so a changed setting never meets
+    stale results. A stage redone because its settings changed starts from an empty folder."""
 
     def __init__(self, out: Path, cfg: DemoConfig, device: str, force: bool):
         self.out, self.cfg, self.device, self.force = out, cfg, device, force
         self.state_path = out / STATE_FILE
         self.state: Dict[str, dict] = {}
+        self.redo_rest = False  # an earlier stage ran in this invocation: every later one runs too
         if self.state_path.exists() and not force:
             self.state = DemoState.read(self.state_path).stages
 
@@ -87,14 +106,41 @@ class DemoRun:
     def save_state(self) -> None:
         DemoState(stages=self.state).write(self.state_path)
 
+    def stage_folder(self, name: str) -> Optional[Path]:
+        """The folder a stage writes (None for the report, a file it overwrites)."""
+        return {"assets": self.assets_dir, "curate": self.curated_dir, "autoencoder": self.autoencoder_dir,
+                "train_prior": self.prior_dir, "train": self.train_dir, "generate": self.generated_dir,
+                "reconstruct": self.recon_dir, "evaluate": self.eval_dir}.get(name)  # fmt: skip
+
+    def stage_inputs(self, name: str) -> Dict[str, object]:
+        """The values of the settings stage ``name`` reads, as ``demo_state.json`` stores them."""
+        import json
+
+        return json.loads(json.dumps({k: getattr(self.cfg, k) for k in STAGE_INPUTS.get(name, ())}))
+
     def run_stage(self, name: str, fn: Callable[["DemoRun"], dict]) -> dict:
+        import shutil
+
         done = self.state.get(name)
+        inputs = self.stage_inputs(name)
         if done and done.get("status") == "done":
-            logger.info("stage %s: already done (%.1f s), skipping (use --force to redo)", name, done["seconds"])
-            return done
+            recorded = done.get("inputs", inputs)  # states written before inputs were recorded: reused
+            if not self.redo_rest and recorded == inputs:
+                logger.info("stage %s: already done (%.1f s), skipping (use --force to redo)", name, done["seconds"])
+                return done
+            changed = sorted(k for k in inputs if recorded.get(k) != inputs[k])
+            why = f"settings changed ({', '.join(changed)})" if changed else "an earlier stage was redone"
+            folder = self.stage_folder(name)
+            logger.info("stage %s: %s, redoing it%s", name, why, f" from an empty {folder}" if folder else "")
+            if folder is not None and folder.exists():
+                shutil.rmtree(folder)
+            del self.state[name]
+            self.save_state()
+        self.redo_rest = True
         start = time.perf_counter()
         result = fn(self) or {}
-        entry = {"status": "done", "seconds": round(time.perf_counter() - start, 2), "peak_rss_mb": peak_rss_mb(), **result}
+        entry = {"status": "done", "seconds": round(time.perf_counter() - start, 2), "peak_rss_mb": peak_rss_mb(),
+                 "inputs": inputs, **result}
         self.state[name] = entry
         self.save_state()
         logger.info("stage %s: done in %.1f s", name, entry["seconds"])

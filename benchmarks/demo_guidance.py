@@ -37,6 +37,9 @@ def main() -> int:
     p.add_argument("--demo", required=True, help="a finished demo output folder")
     p.add_argument("--w1", default="2,3,5,7.5", help="comma list of w1 values")
     p.add_argument("--split", choices=("heldout", "demo"), default="heldout", help="seed: a new one (heldout) or the demo's")
+    p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the demo's)")
+    p.add_argument("--scheduler", choices=("ddim", "dpm"), default="ddim", help="sampler (the demo uses ddim)")
+    p.add_argument("--w2", type=float, default=None, help="prior guidance weight (default: the demo's)")
     p.add_argument("--results", default=None, help="append a section to this RESULTS.md")
     args = p.parse_args()
 
@@ -48,7 +51,9 @@ def main() -> int:
     model = str(_latest_checkpoint(run))
     captions = _accepted(run)[: cfg.prompts]
     seed = cfg.seed + (1000 if args.split == "heldout" else 0)
-    work = demo / "guidance_study"
+    steps = args.steps or cfg.sampling_steps
+    w2 = cfg.guidance[1] if args.w2 is None else args.w2
+    work = demo / "guidance_study" / f"{args.scheduler}{steps}_w2_{w2:g}_{args.split}"
     rows = []
     for w1 in [float(x) for x in args.w1.split(",")]:
         out = work / f"w1_{w1:g}"
@@ -56,8 +61,8 @@ def main() -> int:
         start = time.perf_counter()
         for rec in captions:
             _cli(["generate", "--model", model, "--prompt", rec["caption"], "--motion", f"{rec['motion_magnitude']:.4f}",
-                  "--name", rec["uid"], "--output", str(out / "samples"), "--steps", str(cfg.sampling_steps), "--seed", str(seed),
-                  "--guidance", str(w1), str(cfg.guidance[1]), "--device", "cpu"])  # fmt: skip
+                  "--name", rec["uid"], "--output", str(out / "samples"), "--steps", str(steps), "--scheduler", args.scheduler, "--seed", str(seed),
+                  "--guidance", str(w1), str(w2), "--device", "cpu"])  # fmt: skip
         _cli(["evaluate", "--pred", f"w1={out / 'samples'}", "--gt", str(run.curated_dir), "--metrics", "psnr,iou,colour",
               "--output", str(out / "eval"), "--format", "json"])  # fmt: skip
         summary = json.loads((out / "eval" / "metrics.json").read_text())["summary"]["w1"]
@@ -70,8 +75,8 @@ def main() -> int:
             "",
             f"### Demo model: text guidance w1 ({datetime.date.today().isoformat()}, {platform.node()}, CPU)",
             "",
-            f"Command: `python benchmarks/demo_guidance.py --demo {args.demo} --w1 {args.w1} --split {args.split}`; "
-            f"{len(captions)} training captions, seed {seed}, w2 {cfg.guidance[1]}, {cfg.sampling_steps} DDIM steps.",
+            f"Command: `python benchmarks/demo_guidance.py --demo {args.demo} --w1 {args.w1} --split {args.split} --steps {steps} --scheduler {args.scheduler} --w2 {w2:g}`; "
+            f"{len(captions)} training captions, seed {seed}, w2 {w2:g}, {steps} {args.scheduler.upper()} steps.",
             "",
             "| w1 | silhouette IoU (own asset) | colour match | PSNR vs own asset |",
             "|---|---|---|---|",

@@ -1,0 +1,71 @@
+"""The demo's stage bookkeeping: a rerun skips a finished stage only while the settings it read are
+unchanged, and redoes every later stage after one is redone (fake stages: no model is trained)."""
+
+import dataclasses
+import json
+
+from diffusion4d.app.demo import STAGE_INPUTS, STAGES, DemoRun
+from diffusion4d.app.demo_config import DemoConfig
+
+
+def _run_all(out, cfg, calls, force=False):
+    run = DemoRun(out, cfg, "cpu", force)
+    for name, _ in STAGES:
+        def fn(r, name=name):
+            calls.append(name)
+            folder = r.stage_folder(name)
+            if folder is not None:
+                folder.mkdir(parents=True, exist_ok=True)
+                (folder / "made_with.json").write_text(json.dumps(r.stage_inputs(name)))
+            return {"value": name}
+        run.run_stage(name, fn)
+    return run
+
+
+def test_every_setting_is_an_input_of_some_stage():
+    fields = {f.name for f in dataclasses.fields(DemoConfig)}
+    used = {k for keys in STAGE_INPUTS.values() for k in keys}
+    assert used <= fields
+    assert fields - used == {"threads"}  # the thread count changes speed, not results
+    assert list(STAGE_INPUTS) == [name for name, _ in STAGES]
+
+
+def test_changed_settings_redo_their_stage_and_every_later_one(tmp_path):
+    calls = []
+    _run_all(tmp_path, DemoConfig(), calls)
+    assert calls == [name for name, _ in STAGES]
+
+    calls.clear()
+    _run_all(tmp_path, DemoConfig(), calls)
+    assert calls == []  # nothing changed: every stage skipped
+
+    calls.clear()
+    stale = tmp_path / "generated" / "stale_sample"
+    stale.mkdir()
+    _run_all(tmp_path, DemoConfig(guidance=[0.0, 0.5]), calls)
+    assert calls == ["generate", "reconstruct", "evaluate", "report"]
+    assert not stale.exists()  # the redone stage started from an empty folder
+    state = json.loads((tmp_path / "demo_state.json").read_text())["stages"]
+    assert state["generate"]["inputs"]["guidance"] == [0.0, 0.5]
+    assert json.loads((tmp_path / "curated" / "made_with.json").read_text())["frames"] == 8  # untouched
+
+    calls.clear()
+    _run_all(tmp_path, DemoConfig(guidance=[0.0, 0.5], threads=1), calls)
+    assert calls == []
+
+    calls.clear()
+    _run_all(tmp_path, DemoConfig(guidance=[0.0, 0.5], frames=4), calls)
+    assert calls == [name for name, _ in STAGES][1:]  # curation and everything after it
+
+
+def test_a_state_from_before_inputs_were_recorded_is_reused(tmp_path):
+    calls = []
+    _run_all(tmp_path, DemoConfig(), calls)
+    path = tmp_path / "demo_state.json"
+    state = json.loads(path.read_text())
+    for entry in state["stages"].values():
+        del entry["inputs"]
+    path.write_text(json.dumps(state))
+    calls.clear()
+    _run_all(tmp_path, DemoConfig(), calls)
+    assert calls == []
