@@ -75,3 +75,14 @@ def test_ssim_rule_decisions():
 def test_ssim_identical_is_one():
     x = torch.rand(2, 3, 16, 16)
     assert torch.allclose(ssim(x, x), torch.ones(2), atol=1e-5)
+
+
+def test_spearman_of_one_swapped_pair_is_exactly_nine_tenths():
+    """Five requested magnitudes, one adjacent pair measured in the wrong order: rho = 1 - 6*2/(5*24) = 0.9,
+    which must meet a ">= 0.9" bar (scipy alone returns 0.8999999999999998)."""
+    from diffusion4d.eval.motion_control import spearman
+
+    rho, reason = spearman([0.0, 0.011, 0.022, 0.033, 0.045], [0.0, 0.0002, 0.0005, 0.0013, 0.0011])
+    assert reason == "" and rho == 0.9 and rho >= 0.9
+    assert spearman([0.0, 1.0, 2.0, 3.0, 4.0], [4.0, 3.0, 2.0, 1.0, 0.0])[0] == -1.0
+    assert spearman([0.0, 1.0], [0.0, 1.0]) == (None, "needs >= 3 distinct requested magnitudes, got 2")
