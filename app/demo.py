@@ -179,11 +179,13 @@ def amplitude_variants(assets_dir: Path) -> set:
 
 
 def _accepted(run: DemoRun) -> List[dict]:
-    """The accepted full-amplitude assets (their captions are what the demo samples and scores)."""
+    """The accepted full-amplitude assets, sorted by uid (their captions are what the demo samples and
+    scores; the manifest's own order is the order in which parallel curation finished them)."""
     from diffusion4d.io import read_manifest
 
     variants = amplitude_variants(run.assets_dir)
-    return [r for r in read_manifest(run.curated_dir / "manifest.jsonl") if r["status"] == "accepted" and r["uid"] not in variants]
+    rows = [r for r in read_manifest(run.curated_dir / "manifest.jsonl") if r["status"] == "accepted" and r["uid"] not in variants]
+    return sorted(rows, key=lambda r: r["uid"])
 
 
 # ----------------------------------------------------------------------------- stages

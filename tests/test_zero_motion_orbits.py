@@ -69,3 +69,18 @@ def test_cache_stores_foreground_fractions_of_each_latent_cell(data, tmp_path):
     torch.testing.assert_close(foreground_fraction(px["static_frames"], (4, 4)), item["static_foreground"])
     ds.zero_motion_prob = 1.0
     torch.testing.assert_close(ds[0]["foreground"], item["static_foreground"])
+
+
+def test_training_order_does_not_depend_on_the_manifest_row_order(tmp_path):
+    """Parallel curation writes manifest rows in completion order; the batches must not follow it."""
+    from diffusion4d.train.orbit_dataset import load_orbit_records
+
+    write_synthetic_dataset(tmp_path, num_assets=4, num_frames=4, size=16, orbits=2)
+    first = load_orbit_records(str(tmp_path))
+    manifest = tmp_path / "manifest.jsonl"
+    lines = manifest.read_text().splitlines()
+    manifest.write_text("\n".join(lines[::-1]) + "\n")
+    again = load_orbit_records(str(tmp_path))
+    assert [r["uid"] for r in again] == [r["uid"] for r in first] == sorted(r["uid"] for r in first)
+    a = OrbitDataset(str(tmp_path), 16, 4)
+    assert [a[i]["uid"] for i in range(len(a))] == sorted(r["uid"] for r in first)

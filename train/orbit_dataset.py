@@ -44,7 +44,7 @@ def usable_for(rec: Dict[str, Any], stage: str) -> bool:
 
 def load_orbit_records(root: str, stage: str = "4d") -> List[Dict[str, Any]]:
     """Assets of ``<root>/manifest.jsonl`` usable for ``stage`` -> ``[{uid, caption, orbits: [{dynamic,
-    static, motion_magnitude}]}]``. Stage ``4d`` needs each orbit's dynamic and static clips; stage
+    static, motion_magnitude}]}]``, sorted by uid. Stage ``4d`` needs each orbit's dynamic and static clips; stage
     ``prior3d`` (the 3D-aware prior) only the static ones, so assets rejected for lacking motion count."""
     if stage not in STAGES:
         raise UserError(f"unknown training stage {stage!r}; valid: {', '.join(STAGES)}")
@@ -66,6 +66,9 @@ def load_orbit_records(root: str, stage: str = "4d") -> List[Dict[str, Any]]:
         if orbits:
             caption = meta.get("caption") or rec.get("caption") or ""
             records.append({"uid": rec["uid"], "caption": caption, "orbits": orbits})
+    # the manifest lists assets in the order curation finished them, which parallel workers change
+    # from run to run: sorted by uid, the same curated data always gives the same batches
+    records.sort(key=lambda r: r["uid"])
     if not records:
         what = "static clips (stage prior3d)" if stage == "prior3d" else "dynamic + static clips (stage 4d)"
         raise UserError(f"{manifest} lists no asset usable for training stage {stage} with {what}")
