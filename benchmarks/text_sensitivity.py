@@ -30,10 +30,12 @@ import torch
 
 
 def _latest_checkpoint(run: Path) -> Path:
-    found = sorted((p for p in run.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()), key=lambda p: int(p.name.split("-")[-1]))
+    from diffusion4d.train.checkpointing import list_checkpoints
+
+    found = list_checkpoints(run)
     if not found:
-        raise SystemExit(f"no checkpoint-<step> folder in {run}")
-    return found[-1]
+        raise SystemExit(f"no complete checkpoint-<step> folder in {run}")
+    return found[-1][1]
 
 
 def measure(run: Path, checkpoint: Path, timesteps: List[int], draws: int, seed: int = 0) -> List[Dict[str, float]]:
@@ -98,7 +100,6 @@ def main() -> int:
     p.add_argument("--label", default="", help="a name for the run in the results table")
     p.add_argument("--results", default=None, help="append a section to this RESULTS.md")
     args = p.parse_args()
-    torch.set_num_threads(max(torch.get_num_threads(), 1))
     run = Path(args.run)
     ckpt = _latest_checkpoint(run) if args.checkpoint is None else (run / args.checkpoint if (run / args.checkpoint).is_dir() else Path(args.checkpoint))
     rows = measure(run, ckpt, [int(x) for x in args.timesteps.split(",")], args.draws)

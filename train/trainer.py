@@ -132,9 +132,10 @@ def make_accelerator(cfg: TrainConfig):
         if cfg.mixed_precision in ("fp16", "bf16") and not deepspeed_supports(cfg.mixed_precision):
             from deepspeed.accelerator import get_accelerator
 
+            other = [p for p in ("bf16", "fp16") if p != cfg.mixed_precision and deepspeed_supports(p)] + ["no"]
             raise UserError(f"mixed_precision={cfg.mixed_precision} is not supported by DeepSpeed's "
                             f"{get_accelerator().device_name()} accelerator on this machine; "
-                            "use another mixed_precision (bf16 or no) or run on a GPU")
+                            f"use mixed_precision={' or '.join(other)}, or run on a GPU")
         if cfg.ema and ds.zero_stage == 3:
             raise UserError("ema=true is not supported with DeepSpeed ZeRO-3 (parameters are sharded); use ZeRO-2 or ema=false")
     return accelerator
