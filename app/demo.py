@@ -46,7 +46,7 @@ STAGE_INPUTS: Dict[str, Tuple[str, ...]] = {
     "assets": ("seed", "assets", "amplitudes"),
     "curate": ("seed", "frames", "render_resolution"),
     "autoencoder": ("seed", "train_resolution", "autoencoder_steps", "autoencoder_overrides"),
-    "train_prior": ("seed", "train_resolution", "frames", "prior_steps"),
+    "train_prior": ("seed", "train_resolution", "frames", "prior_steps", "train_overrides"),  # train_overrides reach both stages
     "train": ("seed", "train_resolution", "frames", "train_steps", "train_overrides"),
     "generate": ("seed", "sampling_steps", "guidance", "prompts", "sweep_prompts", "probe_prompts", "sweep_values"),
     "reconstruct": ("recon_preset",),

@@ -57,6 +57,10 @@ def test_changed_settings_redo_their_stage_and_every_later_one(tmp_path):
     _run_all(tmp_path, DemoConfig(guidance=[0.0, 0.5], frames=4), calls)
     assert calls == [name for name, _ in STAGES][1:]  # curation and everything after it
 
+    calls.clear()
+    _run_all(tmp_path, DemoConfig(guidance=[0.0, 0.5], frames=4, train_overrides=["loss.omega=0"]), calls)
+    assert calls[0] == "train_prior"  # train_overrides reach both training stages, so both are redone
+
 
 def test_a_state_from_before_inputs_were_recorded_is_reused(tmp_path):
     calls = []

@@ -139,3 +139,31 @@ def test_foreground_weighted_ldm_loss_against_a_loop():
     sw = torch.tensor([2.0, 0.5])
     per = (ew * (pred - target) ** 2).flatten(1).mean(1)
     torch.testing.assert_close(L.ldm_loss(pred, target, sw, ew), (per * sw).mean())
+
+
+def test_uniform_timesteps_are_ddpm_randint():
+    a = L.sample_timesteps("uniform", 64, 1000, torch.Generator().manual_seed(3))
+    b = torch.randint(0, 1000, (64,), generator=torch.Generator().manual_seed(3))
+    assert torch.equal(a, b)
+
+
+def test_logit_normal_timesteps_against_the_formula():
+    t = L.sample_timesteps("logit_normal", 4096, 1000, torch.Generator().manual_seed(0), logit_mean=1.0, logit_std=1.0)
+    g = torch.Generator().manual_seed(0)
+    normal = torch.normal(mean=1.0, std=1.0, size=(4096,), generator=g).tolist()
+    ref = [min(int(1000 / (1 + math.exp(-x))), 999) for x in normal]
+    assert t.dtype == torch.int64
+    diff = [abs(a - b) for a, b in zip(t.tolist(), ref)]
+    assert max(diff) <= 1 and sum(diff) <= 8  # float32 sigmoid vs float64: a floor may land one step apart
+    assert 0 <= int(t.min()) and int(t.max()) <= 999
+    # a positive mean moves the draws towards high noise: median sigmoid(1) = 0.73 of T
+    assert abs(float(t.float().median()) - 731) < 25
+    centred = L.sample_timesteps("logit_normal", 4096, 1000, torch.Generator().manual_seed(0), logit_mean=0.0)
+    assert float(centred.float().mean()) < float(t.float().mean())
+
+
+def test_mode_timesteps_stay_in_range_and_unknown_scheme_fails():
+    t = L.sample_timesteps("mode", 2048, 1000, torch.Generator().manual_seed(0), mode_scale=1.29)
+    assert 0 <= int(t.min()) and int(t.max()) <= 999 and len(set(t.tolist())) > 500
+    with pytest.raises(ValueError, match="timestep sampling"):
+        L.sample_timesteps("cosine", 4, 1000)

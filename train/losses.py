@@ -108,6 +108,32 @@ def min_snr_weights(
     return w.float()
 
 
+TimestepSampling = Literal["uniform", "logit_normal", "mode"]
+
+
+def sample_timesteps(
+    scheme: TimestepSampling, batch: int, num_train_timesteps: int, generator: Optional[torch.Generator] = None,
+    logit_mean: float = 0.0, logit_std: float = 1.0, mode_scale: float = 1.29,
+) -> torch.Tensor:
+    """Training timesteps ``[B]`` (int64 in ``[0, T)``) drawn from ``scheme``.
+
+    ``uniform`` is DDPM's ``randint(0, T)``. The other two draw ``u`` in (0, 1) with diffusers'
+    ``compute_density_for_timestep_sampling`` (the SD3 training densities: ``logit_normal`` is
+    ``sigmoid(N(logit_mean, logit_std))``, ``mode`` has a hump set by ``mode_scale``) and take
+    ``t = floor(u T)``. A positive ``logit_mean`` spends more steps at high noise, where only the
+    caption (not the noisy input) tells the model what the object is.
+    """
+    if scheme == "uniform":
+        return torch.randint(0, num_train_timesteps, (batch,), generator=generator)
+    if scheme not in ("logit_normal", "mode"):
+        raise ValueError(f"timestep sampling must be 'uniform', 'logit_normal' or 'mode', got {scheme!r}")
+    from diffusers.training_utils import compute_density_for_timestep_sampling
+
+    u = compute_density_for_timestep_sampling(scheme, batch, logit_mean=logit_mean, logit_std=logit_std,
+                                              mode_scale=mode_scale, generator=generator)  # fmt: skip
+    return (u * num_train_timesteps).long().clamp(0, num_train_timesteps - 1)
+
+
 CONDITIONS = ("text", "image", "static", "motion")
 
 

@@ -54,6 +54,10 @@ class LossConfig:
     mr_weighting: Literal["none", "alpha_bar_sq"] = "alpha_bar_sq"  # per-timestep L_mr weight (none = Eq. 2 literally)
     snr_gamma: float = 0.0  # Min-SNR-gamma weighting of L_ldm (0 = off, the paper's plain MSE; 5 is the usual value)
     foreground_weight: float = 0.0  # L_ldm weight 1 + this x foreground fraction per latent cell, mean 1 (0 = off, plain MSE)
+    timestep_sampling: Literal["uniform", "logit_normal", "mode"] = "uniform"  # training t density (uniform = DDPM; see losses.sample_timesteps)
+    logit_mean: float = 0.0  # logit_normal: mean of the normal before the sigmoid (> 0 favours high noise)
+    logit_std: float = 1.0  # logit_normal: its standard deviation
+    mode_scale: float = 1.29  # mode: hump scale (SD3's default)
 
 
 @dataclass

@@ -332,7 +332,9 @@ class Trainer:
         z0, z_static, text = z0.float(), z_static.float(), text.float()
         b = z0.shape[0]
         noise = torch.randn(z0.shape, generator=g).to(self.device)
-        t = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (b,), generator=g).to(self.device)
+        lc = cfg.loss
+        t = L.sample_timesteps(lc.timestep_sampling, b, self.noise_scheduler.config.num_train_timesteps, g,
+                               lc.logit_mean, lc.logit_std, lc.mode_scale).to(self.device)  # fmt: skip
         drop = {k: v.to(self.device) for k, v in L.condition_dropout(b, cfg.dropout, g).items()}
         z_t = L.add_noise(self.alphas_cumprod, z0, noise, t)
         text = torch.where(drop["text"][:, None, None], self.uncond.float().expand_as(text), text)
