@@ -172,7 +172,15 @@ def parse_override(text: str) -> tuple:
         raise ConfigError(f"override {text!r} has an empty key")
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
+    except yaml.YAMLError as err:
+        if raw.lstrip()[:1] in ("[", "{"):
+            # a list or mapping that YAML cannot read: taking it as one string would split it at
+            # its commas into nonsense items later, so say what to write instead
+            problem = str(err).splitlines()[0]
+            raise ConfigError(
+                f"override {text!r}: the value is not valid YAML ({problem}); quote items that contain "
+                f"brackets or commas, e.g. {key}=[\"a.b=1\",\"c.d=[2,3]\"]"
+            ) from None
         value = raw
     return key.split("."), value
 

@@ -53,11 +53,18 @@ def test_save_and_reload_resolved(tmp_path):
         ("cache=maybe", "true/false"),
         ("steps=-1", "steps must be >= 0"),
         ("novalue", "key.sub=value"),
+        # a list whose item holds a list: unquoted, YAML cannot read it; it must not be split at commas
+        ("modes=[a.b=1,c.d=[2,3]]", "not valid YAML.*quote items"),
     ],
 )
 def test_errors_are_clear(override, message):
     with pytest.raises(ConfigError, match=message):
         load_config(Cfg, None, [override])
+
+
+def test_quoted_items_may_hold_brackets_and_commas():
+    cfg = load_config(Cfg, None, ['modes=["a.b=1","c.d=[2,3]"]'])
+    assert cfg.modes == ["a.b=1", "c.d=[2,3]"]
 
 
 def test_missing_file():
