@@ -269,6 +269,23 @@ def test_captions_are_regular() -> None:
     assert caption_for(spec).endswith("that is static")
 
 
+def test_colours_round_robin_over_the_palette() -> None:
+    """Any len(COLOURS) consecutive assets of a set have distinct colours (a colour word names one
+    object), the order depends on the seed, and a variant keeps its object's colour."""
+    from diffusion4d.data_curation.procedural.assets import colour_order
+    from diffusion4d.data_curation.procedural.materials import COLOURS
+
+    assert COUNT <= len(COLOURS)
+    for seed in range(4):
+        assert sorted(colour_order(seed)) == sorted(COLOURS)
+        colours = [sample_asset_spec(seed, i).colour for i in range(2 * len(COLOURS))]
+        for start in range(len(COLOURS)):
+            assert len(set(colours[start:start + len(COLOURS)])) == len(COLOURS)
+        assert all(sample_asset_spec(seed, i).colour2 != c for i, c in enumerate(colours))
+        assert sample_asset_spec(seed, 3, 0.5).colour == colours[3]
+    assert len({colour_order(seed) for seed in range(4)}) == 4
+
+
 def test_bad_arguments_raise() -> None:
     with pytest.raises(ValueError):
         generate_assets("/nonexistent-never-written", 0, seed=0)

@@ -28,12 +28,21 @@ def asset_uid(seed: int, index: int) -> str:
     return f"proc-s{seed}-{index:04d}"
 
 
+def colour_order(seed: int) -> tuple[str, ...]:
+    """The order in which the assets of the set generated with ``seed`` take the palette's colours:
+    a permutation of :data:`COLOURS` drawn from ``seed`` alone, so asset ``index`` gets
+    ``colour_order(seed)[index % len(COLOURS)]`` and any ``len(COLOURS)`` consecutive assets have
+    distinct colours (each colour word then names one object, and the colours are used evenly)."""
+    return tuple(str(c) for c in np.random.default_rng([seed]).permutation(COLOURS))
+
+
 def sample_asset_spec(seed: int, index: int, amplitude_scale: float = 1.0) -> AssetSpec:
     """Draw the parameters of asset ``index`` of the set generated with ``seed``.
 
     The family is round-robin over :data:`MOTION_FAMILIES` (so any ``count`` of at least
     ``len(MOTION_FAMILIES)`` covers every family); interpolation cycles over LINEAR,
-    CUBICSPLINE and STEP; everything else comes from a generator seeded with
+    CUBICSPLINE and STEP; the colour is round-robin over :func:`colour_order`; everything
+    else (second colour, pattern, shape, amplitude, motion parameters) comes from a generator seeded with
     ``(seed, index)``, so an asset does not depend on how many others are generated.
 
     ``amplitude_scale`` in (0, 1] gives a variant of the same asset (same shape, colours,
@@ -46,7 +55,8 @@ def sample_asset_spec(seed: int, index: int, amplitude_scale: float = 1.0) -> As
         raise ValueError(f"amplitude_scale must be in (0, 1], got {amplitude_scale}")
     rng = np.random.default_rng([seed, index])
     family = MOTION_FAMILIES[index % len(MOTION_FAMILIES)]
-    colour, colour2 = (str(c) for c in rng.choice(COLOURS, size=2, replace=False))
+    colour = colour_order(seed)[index % len(COLOURS)]
+    colour2 = str(rng.choice([c for c in COLOURS if c != colour]))
     pattern = str(rng.choice(PATTERNS)) if rng.random() < TEXTURE_PROBABILITY else None
     shape = str(rng.choice(SHAPES))
     low, high = _AMPLITUDE_TIERS[(index + index // len(MOTION_FAMILIES)) % len(_AMPLITUDE_TIERS)]

@@ -21,6 +21,8 @@ PALETTE: dict[str, tuple[int, int, int]] = {
     "brown": (130, 82, 45),
     "gray": (128, 128, 128),
     "cyan": (40, 200, 210),
+    "magenta": (220, 40, 220),
+    "teal": (0, 120, 120),
 }
 COLOURS: tuple[str, ...] = tuple(PALETTE)
 PATTERNS: tuple[str, ...] = ("checkered", "striped")
