@@ -11,7 +11,7 @@ Output layout (contract 4), one folder per sample::
 
 Sample names: ``<name>``, ``<name>_s<k>`` for ``--num-samples K > 1`` (seed ``S + k``), and
 ``_m<m>`` for each value of a ``--motion`` list (same seed for every value, so the samples
-differ only by the motion magnitude).
+differ only by the motion magnitude; ``<m>`` has two decimals, more when the values need them).
 """
 
 from __future__ import annotations
@@ -124,8 +124,25 @@ def slugify(text: str, max_len: int = 40) -> str:
     return slug or "sample"
 
 
+def motion_labels(motions: List[Optional[float]]) -> Dict[float, str]:
+    """Each requested magnitude's label in a sample name, all with the same number of decimals:
+    two (``0.50``), or as many (up to 8) as the values need to be written exactly, so close values
+    stay apart (``0.0036`` and ``0.0072`` would both be ``0.00`` and the second sample would
+    overwrite the first). UserError if a value is repeated or two values agree to 8 decimals."""
+    values = [m for m in motions if m is not None]
+    if len(set(values)) != len(values):
+        repeated = sorted({m for m in values if values.count(m) > 1})
+        raise UserError(f"--motion lists {', '.join(f'{m:g}' for m in repeated)} more than once")
+    decimals = max([2] + [next((d for d in range(2, 9) if abs(float(f"{m:.{d}f}") - m) < 1e-12), 8) for m in values])
+    labels = {m: f"{m:.{decimals}f}" for m in values}
+    if len(set(labels.values())) != len(values):
+        raise UserError("--motion values must differ in their first 8 decimals")
+    return labels
+
+
 def sample_names(base: str, num_samples: int, motions: List[Optional[float]], motion_list: bool) -> List[tuple]:
-    """``[(name, sample_index, motion)]`` in generation order."""
+    """``[(name, sample_index, motion)]`` in generation order; names are distinct (see :func:`motion_labels`)."""
+    labels = motion_labels(motions) if motion_list else {}
     out = []
     for k in range(num_samples):
         for m in motions:
@@ -133,7 +150,7 @@ def sample_names(base: str, num_samples: int, motions: List[Optional[float]], mo
             if num_samples > 1:
                 name += f"_s{k}"
             if motion_list:
-                name += f"_m{m:.2f}"
+                name += f"_m{labels[m]}"
             out.append((name, k, m))
     return out
 

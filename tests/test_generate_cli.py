@@ -116,6 +116,7 @@ def test_reconstruct_hands_the_clip_to_recon(checkpoints, tmp_path, capsys, monk
         (["--model", "{full}", "--static-3d", "{tmp}/none.glb"], "3D asset not found"),
         (["--model", "{text}", "--prompt", "x", "--prior", "separate"], "prior_unet"),
         (["--model", "{text}", "--prompt", "x", "--motion", "0,a"], "not a number"),
+        (["--model", "{text}", "--prompt", "x", "--motion", "0,0.5,0.5"], "lists 0.5 more than once"),
         (["--model", "{text}"], "at least one input"),
     ],
 )
@@ -129,6 +130,22 @@ def test_bad_input_exits_2_with_one_line(checkpoints, tmp_path, capsys, argv, me
     lines = [line for line in err.strip().splitlines() if line.startswith("diffusion4d generate")]
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in err
     assert not (tmp_path / "out").exists()
+
+
+def test_sweep_sample_names_tell_close_magnitudes_apart():
+    """Two decimals where they suffice; more where requested values agree to two decimals (a sweep
+    up to a small largest training magnitude, e.g. 0, 0.0036, ..., 0.0144, once wrote every sample
+    but the last over the one before under the name ``_m0.00`` / ``_m0.01``)."""
+    from diffusion4d.app.generate import sample_names
+
+    def names(motions, num_samples=1):
+        return [n for n, _, _ in sample_names("x", num_samples, motions, True)]
+
+    assert names([0.0, 0.5]) == ["x_m0.00", "x_m0.50"]
+    sweep = [0.0, 0.0036, 0.0072, 0.0108, 0.0144]
+    assert names(sweep) == ["x_m0.0000", "x_m0.0036", "x_m0.0072", "x_m0.0108", "x_m0.0144"]
+    assert len(set(names([0.0, 1e-7, 2e-7], num_samples=2))) == 6
+    assert names([0.25], num_samples=1) == ["x_m0.25"]
 
 
 def test_settings_come_from_a_preset_overrides_and_flags_in_that_order(tmp_path):
