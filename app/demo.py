@@ -228,7 +228,8 @@ def stage_autoencoder(run: DemoRun) -> dict:
     import json
 
     summary = json.loads((run.autoencoder_dir / SUMMARY_FILE).read_text())
-    return {"folder": str(run.autoencoder_dir), **{k: summary[k] for k in ("psnr_train", "psnr_heldout", "latent", "seconds")}}
+    keys = ("steps", "psnr_train", "psnr_heldout", "latent", "seconds", "colour_error_train", "colour_error_train_max", "colour_error_worst")
+    return {"folder": str(run.autoencoder_dir), **{k: summary.get(k) for k in keys}}
 
 
 def _train(run: DemoRun, preset: str, output: Path, steps: int, extra: List[str]) -> Path:

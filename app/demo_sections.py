@@ -106,7 +106,21 @@ def section_training(run: "DemoRun", report: R.Report, metrics: dict) -> None:
                             "steps; stage 2 (below) started from it and stores it, frozen, as the prior of the 3D-aware guidance.")
     body += R.paragraph(f"Stage 2: {len(losses)} logged steps; mean loss over the first tenth {first:.4f}, over the last tenth {last:.4f}.")
     metrics["training"] = {"steps": int(steps[-1]), "loss_first_tenth": first, "loss_last_tenth": last}
+    body += _autoencoder_paragraph(run, metrics)
     report.add("2. Training the tiny 4D-aware model", body)
+
+
+def _autoencoder_paragraph(run: "DemoRun", metrics: dict) -> str:
+    """The latent space's own limit on colour: how far the autoencoder's round trip moves an object's mean colour."""
+    ae = run.state.get("autoencoder") or {}
+    if not ae.get("folder"):
+        return ""
+    metrics["autoencoder"] = {k: v for k, v in ae.items() if k != "folder"}
+    text = f"Both stages work on the latents of a small autoencoder fitted to the curated renders ({_fmt(ae.get('psnr_train'), 1)} dB PSNR on its training frames)."
+    if ae.get("colour_error_train") is not None:
+        text += (f" Its round trip moves an object's mean colour by {ae['colour_error_train']:.3f} on average (RGB in [0, 1]; worst "
+                 f"{ae['colour_error_train_max']:.3f}, {ae['colour_error_worst']}): the samples' colours cannot be truer than that.")
+    return R.paragraph(text)
 
 
 def _generation(folder: Path) -> dict:

@@ -83,6 +83,17 @@ def silhouette_iou(pred: torch.Tensor, target: torch.Tensor, threshold: float = 
     return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union)).float()
 
 
+def foreground_colour(frames_rgb: torch.Tensor, threshold: float = SILHOUETTE_THRESHOLD) -> Optional[torch.Tensor]:
+    """Mean RGB ``[3]`` over the object pixels (:func:`silhouette`) of frames ``[N, 3, H, W]`` in
+    [0, 1] over white, in the frames' dtype; None when no pixel belongs to an object."""
+    if frames_rgb.ndim != 4 or frames_rgb.shape[1] != 3:
+        raise ValueError(f"frames must be [N, 3, H, W], got {tuple(frames_rgb.shape)}")
+    mask = silhouette(frames_rgb, threshold)  # [N, H, W]
+    if not bool(mask.any()):
+        return None
+    return frames_rgb.permute(0, 2, 3, 1)[mask].mean(dim=0)
+
+
 # ------------------------------------------------------------------------------------- LPIPS
 PathLike = Union[str, Path]
 

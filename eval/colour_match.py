@@ -13,21 +13,20 @@ from dataclasses import asdict, dataclass
 from typing import Dict, List, Optional
 
 import numpy as np
+import torch
 
-from diffusion4d.metrics import SILHOUETTE_THRESHOLD
+from diffusion4d.metrics import SILHOUETTE_THRESHOLD, foreground_colour
 
 
 def foreground_mean_colour(frames: np.ndarray, threshold: float = SILHOUETTE_THRESHOLD) -> Optional[np.ndarray]:
     """Mean RGB ``[3]`` of the pixels of ``frames`` ``[F, H, W, 3]`` (float in [0, 1], over white)
-    that differ from white by more than ``threshold`` in some channel (the project's one silhouette
-    threshold, :data:`diffusion4d.metrics.SILHOUETTE_THRESHOLD`); None if there are none."""
+    that differ from white by more than ``threshold`` in some channel (the project's one silhouette,
+    :func:`diffusion4d.metrics.foreground_colour`, in float64); None if there are none."""
     frames = np.asarray(frames, dtype=np.float64)
     if frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(f"frames must be [F, H, W, 3], got {frames.shape}")
-    mask = (1.0 - frames).max(axis=-1) > threshold
-    if not mask.any():
-        return None
-    return frames[mask].mean(axis=0)
+    colour = foreground_colour(torch.from_numpy(frames).permute(0, 3, 1, 2), threshold)
+    return None if colour is None else colour.numpy()
 
 
 @dataclass

@@ -30,6 +30,9 @@ def test_quick_demo_runs_every_stage_and_reruns_skip(tmp_path):
     assert metrics["targets"]["peak_memory_gb"]["met"] == (metrics["peak_memory_gb"] < 4.0)
     # the model works on the autoencoder's latents and generates 64 px frames (no upsampling)
     assert (out / "autoencoder" / "config.json").is_file() and state["autoencoder"]["latent"] == [4, 16]
+    # and the report states how far its round trip moves an object's colour (the ceiling of the colour check)
+    ae = metrics["autoencoder"]
+    assert 0.0 <= ae["colour_error_train"] <= ae["colour_error_train_max"] and ae["colour_error_worst"]
     from diffusion4d.io import read_clip
 
     sample = next((out / "generated" / "prompts").glob("*/dynamic"))
@@ -44,6 +47,7 @@ def test_quick_demo_runs_every_stage_and_reruns_skip(tmp_path):
     assert set(metrics["reconstruction"]) == {"generated", "ground_truth"}
     html = (out / "report.html").read_text()
     assert html.count("<video") >= 8 and "<svg" in html
+    assert "mean colour by" in html  # the autoencoder's colour error (the apostrophe is HTML-escaped)
     if find_chromium() is not None:
         assert state["report"]["browser"]["ok"] is True
         assert (out / "report_screenshot.png").stat().st_size > 10_000

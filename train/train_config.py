@@ -151,6 +151,7 @@ class AutoencoderConfig:
     norm_num_groups: int = 8  # GroupNorm groups (divide every width)
     mid_block_attention: bool = False  # self-attention in the mid block (off: 16x16 latents need no global mixing for flat-shaded objects)
     kl_weight: float = 1.0e-4  # weight of the per-element KL term
+    foreground_weight: float = 0.0  # per-pixel loss weight 1 + this x object mask (mean 1): small objects on white (0 = plain mean)
     steps: int = 600  # optimisation steps
     batch_size: int = 16  # frames per step
     lr: float = 1.0e-3  # AdamW learning rate
@@ -161,5 +162,7 @@ class AutoencoderConfig:
     def validate(self) -> None:
         if self.resolution < 8 or self.steps < 1 or self.batch_size < 1 or self.lr <= 0:
             raise ValueError("resolution >= 8, steps >= 1, batch_size >= 1 and lr > 0 are required")
+        if self.foreground_weight < 0:
+            raise ValueError(f"foreground_weight must be >= 0, got {self.foreground_weight}")
         if any(c % self.norm_num_groups for c in self.block_out_channels):
             raise ValueError(f"every block_out_channels entry must be a multiple of norm_num_groups={self.norm_num_groups}")
