@@ -78,10 +78,9 @@ def reconstruction_loss(recon: torch.Tensor, x: torch.Tensor, foreground_weight:
     """``MSE + 0.5 L1`` between ``recon`` and ``x`` ``[B, 3, H, W]`` (in [0, 1], over white).
 
     With ``foreground_weight = k > 0`` each pixel's error is weighted by ``1 + k * object`` (the
-    project's silhouette of ``x``), the weights rescaled to mean 1 over the batch: the demo's
-    objects cover 5-30 % of a frame, and without weights a small object's colour costs so little
-    that the autoencoder maps rare colours onto common ones (measured: a yellow capsule decoded
-    pink). ``k = 0`` is the plain unweighted mean.
+    project's silhouette of ``x``), the weights rescaled to mean 1 over the batch, so that small
+    objects (5-30 % of a demo frame) weigh more. ``k = 0`` is the plain unweighted mean. On the
+    demo's data more steps kept colours better than any weight (docs/training.md).
     """
     err = (recon - x) ** 2 + 0.5 * (recon - x).abs()
     if foreground_weight == 0.0:
