@@ -17,7 +17,7 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from diffusion4d.app.demo_config import DemoConfig
 from diffusion4d.config import load_config, save_config
@@ -47,7 +47,7 @@ STAGE_INPUTS: Dict[str, Tuple[str, ...]] = {
     "curate": ("seed", "frames", "render_resolution"),
     "autoencoder": ("seed", "train_resolution", "autoencoder_steps", "autoencoder_overrides"),
     "train_prior": ("seed", "train_resolution", "frames", "prior_steps", "train_overrides"),  # train_overrides reach both stages
-    "train": ("seed", "train_resolution", "frames", "train_steps", "train_overrides"),
+    "train": ("seed", "train_resolution", "frames", "train_steps", "train_overrides", "stage2_overrides"),
     "generate": ("seed", "sampling_steps", "guidance", "prompts", "sweep_prompts", "probe_prompts", "sweep_values"),
     "reconstruct": ("recon_preset",),
     "evaluate": ("eval_metrics",),
@@ -232,7 +232,8 @@ def stage_autoencoder(run: DemoRun) -> dict:
     return {"folder": str(run.autoencoder_dir), **{k: summary.get(k) for k in keys}}
 
 
-def _train(run: DemoRun, preset: str, output: Path, steps: int, extra: List[str]) -> Path:
+def _train(run: DemoRun, preset: str, output: Path, steps: int, extra: List[str], stage_overrides: Sequence[str] = ()) -> Path:
+    """Run one training stage in process; ``stage_overrides`` come last (they win over ``train_overrides``)."""
     from diffusion4d.train.finetune import main as train_main
 
     c = run.cfg
@@ -241,7 +242,7 @@ def _train(run: DemoRun, preset: str, output: Path, steps: int, extra: List[str]
         f"data.root={run.curated_dir}", f"output_dir={output}", f"max_steps={steps}",
         f"seed={c.seed}", f"data.resolution={c.train_resolution}", f"data.num_frames={c.frames}",
         f"checkpoint_every={max(steps // 2, 1)}", "validation.every=0", f"num_threads={c.threads}",
-        *_vae_overrides(run), *extra, *c.train_overrides,
+        *_vae_overrides(run), *extra, *c.train_overrides, *stage_overrides,
     ]  # fmt: skip
     logger.info("$ accelerate launch train/finetune.py %s", " ".join(argv))
     status = train_main(argv)
@@ -266,7 +267,8 @@ def stage_train(run: DemoRun) -> dict:
     """Stage 2: the tiny 4D model, started from the stage-1 prior, which its checkpoints carry frozen."""
     prior = run.state.get("train_prior", {}).get("checkpoint")
     extra = [f"model.base={prior}", "model.text_encoder=base"] if prior else []
-    return {"checkpoint": str(_train(run, "tiny.yaml", run.train_dir, run.cfg.train_steps, extra)), "prior": prior}
+    checkpoint = _train(run, "tiny.yaml", run.train_dir, run.cfg.train_steps, extra, run.cfg.stage2_overrides)
+    return {"checkpoint": str(checkpoint), "prior": prior}
 
 
 def _latest_checkpoint(train_dir) -> Path:

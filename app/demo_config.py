@@ -19,6 +19,7 @@ class DemoConfig:
     prior_steps: int = 300  # stage 1: steps of the tiny 3D-aware prior on static orbits (0: skip stage 1, stage 2 from scratch)
     train_steps: int = 1000  # stage 2: optimisation steps of the tiny 4D model (starts from the stage-1 prior)
     train_overrides: List[str] = field(default_factory=list)  # extra trainer overrides (key=value), for both training stages
+    stage2_overrides: List[str] = field(default_factory=list)  # extra trainer overrides for stage 2 only (after train_overrides)
     threads: int = 0  # torch CPU threads of the training stage (0 = torch's default, all cores)
     prompts: int = 5  # training captions generated as text-to-4D samples (scored against their own asset)
     sweep_prompts: int = 2  # captions swept over motion magnitudes (the most moving assets first)

@@ -61,6 +61,10 @@ def test_changed_settings_redo_their_stage_and_every_later_one(tmp_path):
     _run_all(tmp_path, DemoConfig(guidance=[0.0, 0.5], frames=4, train_overrides=["loss.omega=0"]), calls)
     assert calls[0] == "train_prior"  # train_overrides reach both training stages, so both are redone
 
+    calls.clear()
+    _run_all(tmp_path, DemoConfig(guidance=[0.0, 0.5], frames=4, train_overrides=["loss.omega=0"], stage2_overrides=["loss.omega=1"]), calls)
+    assert calls[0] == "train"  # stage2_overrides reach stage 2 only: the prior is kept
+
 
 def test_a_state_from_before_inputs_were_recorded_is_reused(tmp_path):
     calls = []
@@ -73,3 +77,20 @@ def test_a_state_from_before_inputs_were_recorded_is_reused(tmp_path):
     calls.clear()
     _run_all(tmp_path, DemoConfig(), calls)
     assert calls == []
+
+
+def test_stage2_overrides_come_last_in_stage_2_only(tmp_path, monkeypatch):
+    import diffusion4d.app.demo as demo
+    import diffusion4d.train.finetune as finetune
+
+    argvs = []
+    monkeypatch.setattr(finetune, "main", lambda argv: argvs.append(list(argv)) or 0)
+    monkeypatch.setattr(demo, "_latest_checkpoint", lambda folder: tmp_path / "checkpoint-1")
+    cfg = DemoConfig(train_overrides=["loss.omega=0", "loss.foreground_weight=1"], stage2_overrides=["loss.omega=5"])
+    run = DemoRun(tmp_path, cfg, "cpu", False)
+    demo.stage_train_prior(run)
+    run.state["train_prior"] = {"checkpoint": str(tmp_path / "prior")}
+    demo.stage_train(run)
+    prior_argv, stage2_argv = argvs
+    assert "loss.omega=5" not in prior_argv and prior_argv[-2:] == cfg.train_overrides
+    assert stage2_argv[-3:] == [*cfg.train_overrides, "loss.omega=5"]  # the trainer applies overrides in order: the last wins
