@@ -87,7 +87,7 @@ def freeze_prior(unet_dir: Path, destination: Path) -> Path:
 
 
 def _new_options(model_cfg, num_frames: int) -> dict:
-    return dict(
+    options = dict(
         num_frames=num_frames,
         motion_conditioning=model_cfg.motion_conditioning,
         camera_conditioning=model_cfg.camera_conditioning,
@@ -95,6 +95,9 @@ def _new_options(model_cfg, num_frames: int) -> dict:
         static_conditioning=model_cfg.static_conditioning,
         image_conditioning=model_cfg.image_conditioning,
     )
+    if model_cfg.motion_scale is not None:
+        options["motion_scale"] = float(model_cfg.motion_scale)
+    return options
 
 
 def tiny_base_unet(model_cfg, latent_channels: int, sample_size: int, cross_attention_dim: int):

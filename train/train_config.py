@@ -16,6 +16,10 @@ class ModelConfig:
     tiny_attention_head_dim: int = 8  # tiny UNet attention head dim
     tiny_down_block_types: List[str] = field(default_factory=lambda: ["CrossAttnDownBlock3D", "DownBlock3D"])  # tiny UNet down blocks (up blocks mirror them)
     motion_conditioning: bool = True  # motion-magnitude embedding
+    # m is multiplied by this before the embedding's sinusoidal features (null: the base's, else 1000). The
+    # features interpolate between trained magnitudes only while scale x the largest m stays within a period
+    # of the fastest one (2 pi): 1000 x 0.04 spans ~6 periods, so unseen m land on unrelated features
+    motion_scale: Optional[float] = None
     camera_conditioning: bool = True  # per-frame camera embedding
     text_pooled_conditioning: bool = False  # mean caption embedding added to the time embedding (a global text path, as m has)
     static_conditioning: bool = False  # static-orbit latents concatenated to the input
@@ -129,6 +133,8 @@ class TrainConfig:
         for name in ("all", "text", "image", "static", "motion"):
             if not 0.0 <= getattr(d, name) <= 1.0:
                 raise ValueError(f"dropout.{name} must be in [0, 1], got {getattr(d, name)}")
+        if self.model.motion_scale is not None and not self.model.motion_scale > 0:
+            raise ValueError(f"model.motion_scale must be > 0 (or null for the base's), got {self.model.motion_scale}")
         if self.stage == "prior3d":
             m = self.model
             extra = [k for k in ("motion_conditioning", "static_conditioning", "image_conditioning") if getattr(m, k)]
