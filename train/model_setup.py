@@ -100,6 +100,21 @@ def _new_options(model_cfg, num_frames: int) -> dict:
     return options
 
 
+def set_temporal_dropout(unet: torch.nn.Module, p: float) -> int:
+    """Set the dropout probability of every temporal convolution layer (diffusers' ``TemporalConvLayer``,
+    0.1 in the ModelScope architecture) to ``p``; returns how many dropout modules changed."""
+    from diffusers.models.resnet import TemporalConvLayer
+
+    changed = 0
+    for layer in unet.modules():
+        if isinstance(layer, TemporalConvLayer):
+            for sub in layer.modules():
+                if isinstance(sub, torch.nn.Dropout):
+                    sub.p = float(p)
+                    changed += 1
+    return changed
+
+
 def tiny_base_unet(model_cfg, latent_channels: int, sample_size: int, cross_attention_dim: int):
     """A small random ModelScope-layout UNet3DConditionModel (2 levels) for CPU runs and tests."""
     from diffusers import UNet3DConditionModel
@@ -176,6 +191,8 @@ def build_components(model_cfg, data_cfg) -> Components:
                 f"text encoder width {text_encoder.config.hidden_size} != UNet cross_attention_dim "
                 f"{unet.config.cross_attention_dim}: use model.text_encoder=base"
             )
+    if model_cfg.temporal_dropout is not None:
+        set_temporal_dropout(unet, model_cfg.temporal_dropout)
     noise_scheduler = DDPMScheduler(
         num_train_timesteps=model_cfg.num_train_timesteps,
         beta_schedule=model_cfg.beta_schedule,
@@ -190,7 +207,14 @@ def build_components(model_cfg, data_cfg) -> Components:
                       prior_source=prior)
 
 
-def make_optimizer(params, optim_cfg) -> torch.optim.Optimizer:
+def make_optimizer(params, optim_cfg, fused: bool = False) -> torch.optim.Optimizer:
+    """AdamW (or bitsandbytes' 8-bit AdamW) with the config's settings.
+
+    ``fused=True`` runs torch's fused AdamW kernel (one kernel over every tensor instead of a
+    Python loop over the ~300 small ones of the tiny preset; benchmarks/RESULTS.md has the step
+    times); the trainer asks for it on a plain (non-DeepSpeed) CPU or CUDA run. It computes the
+    same update as the loop (tests/test_optimizer.py holds them equal).
+    """
     kwargs = dict(
         lr=optim_cfg.lr,
         betas=(optim_cfg.adam_beta1, optim_cfg.adam_beta2),
@@ -203,4 +227,6 @@ def make_optimizer(params, optim_cfg) -> torch.optim.Optimizer:
         except ImportError:
             raise UserError("optim.use_8bit_adam=true needs bitsandbytes: pip install bitsandbytes (CUDA only)") from None
         return bnb.optim.AdamW8bit(params, **kwargs)
+    if fused:
+        kwargs["fused"] = True
     return torch.optim.AdamW(params, **kwargs)

@@ -20,6 +20,9 @@ class ModelConfig:
     # features interpolate between trained magnitudes only while scale x the largest m stays within a period
     # of the fastest one (2 pi): 1000 x 0.04 spans ~6 periods, so unseen m land on unrelated features
     motion_scale: Optional[float] = None
+    # dropout of the ModelScope temporal convolutions (null: the architecture's 0.1). Training only: a sampler
+    # runs the network in eval mode, so checkpoints do not record it
+    temporal_dropout: Optional[float] = None
     camera_conditioning: bool = True  # per-frame camera embedding
     text_pooled_conditioning: bool = False  # mean caption embedding added to the time embedding (a global text path, as m has)
     static_conditioning: bool = False  # static-orbit latents concatenated to the input
@@ -133,6 +136,8 @@ class TrainConfig:
         for name in ("all", "text", "image", "static", "motion"):
             if not 0.0 <= getattr(d, name) <= 1.0:
                 raise ValueError(f"dropout.{name} must be in [0, 1], got {getattr(d, name)}")
+        if self.model.temporal_dropout is not None and not 0.0 <= self.model.temporal_dropout < 1.0:
+            raise ValueError(f"model.temporal_dropout must be in [0, 1) (or null for the architecture's), got {self.model.temporal_dropout}")
         if self.model.motion_scale is not None and not self.model.motion_scale > 0:
             raise ValueError(f"model.motion_scale must be > 0 (or null for the base's), got {self.model.motion_scale}")
         if self.stage == "prior3d":
