@@ -69,3 +69,42 @@ def test_ema_foreach_matches_the_loop():
     ema_fast.copy_to(out_fast.parameters())
     for a, b in zip(out_ref.parameters(), out_fast.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_the_trainer_uses_the_fast_update_only_when_asked(tmp_path):
+    """``optim.fused=true`` on a plain CPU run: fused AdamW and a foreach EMA, and the same losses as the
+    default loops (3 steps, to float rounding); the default stays on the loops."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    from diffusion4d.config import load_config
+    from diffusion4d.testing.orbits import write_synthetic_dataset
+    from diffusion4d.train.train_config import TrainConfig
+    from diffusion4d.train.trainer import Trainer
+
+    write_synthetic_dataset(tmp_path / "data", num_assets=2, num_frames=4, size=16, orbits=1)
+    small = ["data.resolution=16", "data.num_frames=4", "model.tiny_block_out_channels=[16,32]", "model.tiny_attention_head_dim=4",
+             "batch_size=2", "num_threads=1", "report_to=none", "ema=true", f"data.root={tmp_path / 'data'}"]  # fmt: skip
+    losses, n = {}, torch.get_num_threads()
+    try:
+        for fused in (False, True):
+            AcceleratorState._reset_state(True)
+            GradientState._reset_state()
+            cfg = load_config(TrainConfig, None, small + [f"optim.fused={str(fused).lower()}", f"output_dir={tmp_path / str(fused)}"])
+            trainer = Trainer(cfg)
+            trainer.setup()
+            optimizer = getattr(trainer.optimizer, "optimizer", trainer.optimizer)  # accelerate's wrapper
+            assert bool(optimizer.defaults.get("fused")) == fused
+            assert trainer.ema.foreach == fused
+            row = []
+            for i in range(3):
+                out = trainer.loss_on(trainer.batch_at(i), i)
+                trainer.acc.backward(out["loss"])
+                trainer.optimizer.step()
+                trainer.optimizer.zero_grad(set_to_none=True)
+                row.append(float(out["loss"]))
+            losses[fused] = row
+    finally:
+        AcceleratorState._reset_state(True)
+        GradientState._reset_state()
+        torch.set_num_threads(n)
+    assert losses[True] == pytest.approx(losses[False], rel=1e-4)

@@ -212,8 +212,8 @@ def make_optimizer(params, optim_cfg, fused: bool = False) -> torch.optim.Optimi
 
     ``fused=True`` runs torch's fused AdamW kernel (one kernel over every tensor instead of a
     Python loop over the ~300 small ones of the tiny preset; benchmarks/RESULTS.md has the step
-    times); the trainer asks for it on a plain (non-DeepSpeed) CPU or CUDA run. It computes the
-    same update as the loop (tests/test_optimizer.py holds them equal).
+    times); the trainer asks for it with ``optim.fused=true`` on a plain (non-DeepSpeed) CPU or CUDA
+    run. It computes the same update as the loop up to float rounding (tests/test_optimizer.py).
     """
     kwargs = dict(
         lr=optim_cfg.lr,

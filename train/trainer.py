@@ -235,8 +235,10 @@ class Trainer:
         self._setup_data()
         self.unet.train()
         params = [p for p in self.unet.parameters() if p.requires_grad]
-        # fused AdamW on a plain run (DeepSpeed wraps or replaces the optimizer itself)
-        fused = acc.state.deepspeed_plugin is None and self.device.type in ("cpu", "cuda") and not cfg.optim.use_8bit_adam
+        # optim.fused on a plain run (DeepSpeed wraps or replaces the optimizer itself)
+        fused = cfg.optim.fused and acc.state.deepspeed_plugin is None and self.device.type in ("cpu", "cuda") and not cfg.optim.use_8bit_adam
+        if cfg.optim.fused and not fused:
+            log.info("optim.fused: not used here (DeepSpeed, 8-bit Adam or a %s device): per-parameter updates", self.device.type)
         self.optimizer = make_optimizer(params, cfg.optim, fused=fused)
         from diffusers.optimization import get_scheduler
 
@@ -250,8 +252,8 @@ class Trainer:
         if cfg.ema:
             from diffusers.training_utils import EMAModel
 
-            # foreach (plain runs): one multi-tensor update instead of a Python loop over every parameter (same result)
-            self.ema = EMAModel(self.unet.parameters(), decay=cfg.ema_decay, foreach=acc.state.deepspeed_plugin is None, model_cls=type(self.unet), model_config=self.unet.config)
+            # optim.fused: one multi-tensor update instead of a Python loop over every parameter (same arithmetic)
+            self.ema = EMAModel(self.unet.parameters(), decay=cfg.ema_decay, foreach=fused, model_cls=type(self.unet), model_config=self.unet.config)
         self.unet, self.optimizer, self.lr_scheduler = acc.prepare(self.unet, self.optimizer, self.lr_scheduler)
         self.model_dtype = next(acc.unwrap_model(self.unet).parameters()).dtype  # bf16/fp16 under DeepSpeed, else fp32
         launcher = os.environ.get("ACCELERATE_MIXED_PRECISION")
