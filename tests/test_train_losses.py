@@ -167,3 +167,27 @@ def test_mode_timesteps_stay_in_range_and_unknown_scheme_fails():
     assert 0 <= int(t.min()) and int(t.max()) <= 999 and len(set(t.tolist())) > 500
     with pytest.raises(ValueError, match="timestep sampling"):
         L.sample_timesteps("cosine", 4, 1000)
+
+
+def test_motion_jitter_is_multiplicative_and_keeps_dropped_and_static_values():
+    from diffusion4d.train.losses import jitter_motion
+
+    m = torch.tensor([0.0, float("nan"), 0.01, 0.04] * 500)
+    assert jitter_motion(m, 0.0) is m  # off: untouched, nothing drawn
+    out = jitter_motion(m, 0.3, torch.Generator().manual_seed(0))
+    assert torch.equal(out[0::4], m[0::4]) and torch.isnan(out[1::4]).all()
+    for k, value in ((2, 0.01), (3, 0.04)):
+        log_ratio = (out[k::4] / value).log()
+        assert abs(float(log_ratio.mean())) < 0.05 and abs(float(log_ratio.std()) - 0.3) < 0.03
+    again = jitter_motion(m, 0.3, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(out, again, equal_nan=True)
+
+
+def test_motion_jitter_must_be_non_negative():
+    import pytest
+
+    from diffusion4d.config import load_config
+    from diffusion4d.train.train_config import TrainConfig
+
+    with pytest.raises(ValueError, match="motion_jitter must be >= 0"):
+        load_config(TrainConfig, None, ["data.motion_jitter=-0.1"]).validate()

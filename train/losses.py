@@ -152,6 +152,18 @@ def condition_dropout(batch: int, probabilities, generator: Optional[torch.Gener
     return {k: (torch.rand(batch, generator=generator) < float(getattr(probabilities, k))) | every for k in CONDITIONS}
 
 
+def jitter_motion(motion: torch.Tensor, sigma: float, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Log-normal multiplicative noise on the motion condition: ``m x exp(sigma x N(0, 1))`` per sample.
+
+    ``motion`` ``[B]`` (NaN = dropped, 0 = static: both stay as they are). ``sigma = 0`` returns the
+    input unchanged and draws nothing from ``generator``.
+    """
+    if sigma == 0.0:
+        return motion
+    factor = torch.exp(sigma * torch.randn(motion.shape, generator=generator)).to(motion.device, motion.dtype)
+    return motion * factor
+
+
 def motion_reconstruction_loss(
     z0: torch.Tensor,
     zhat0: torch.Tensor,

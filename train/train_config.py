@@ -46,12 +46,17 @@ class DataConfig:
     cache_dir: str = ""  # latent cache folder ("" -> <output_dir>/latent_cache)
     num_workers: int = 0  # DataLoader workers
     zero_motion_prob: float = 0.0  # stage 4d: P(a sample is its static orbit served with m = 0), see OrbitDataset
+    # stage 4d: the m the model is given is m x exp(sigma x N(0, 1)) (0 = off): m keeps its order of magnitude but
+    # stops naming an asset whose magnitude no other asset shares (losses.jitter_motion)
+    motion_jitter: float = 0.0
 
     def validate(self) -> None:
         if self.resolution < 8 or self.num_frames < 1:
             raise ValueError("resolution must be >= 8 and num_frames >= 1")
         if not 0.0 <= self.zero_motion_prob <= 1.0:
             raise ValueError(f"data.zero_motion_prob must be in [0, 1], got {self.zero_motion_prob}")
+        if not self.motion_jitter >= 0.0:
+            raise ValueError(f"data.motion_jitter must be >= 0, got {self.motion_jitter}")
 
 
 @dataclass

@@ -343,7 +343,7 @@ class Trainer:
         drop = {k: v.to(self.device) for k, v in L.condition_dropout(b, cfg.dropout, g).items()}
         z_t = L.add_noise(self.alphas_cumprod, z0, noise, t)
         text = torch.where(drop["text"][:, None, None], self.uncond.float().expand_as(text), text)
-        motion = batch["motion_magnitude"].to(self.device).float().clone()
+        motion = L.jitter_motion(batch["motion_magnitude"].to(self.device).float().clone(), cfg.data.motion_jitter, g)
         motion[drop["motion"]] = float("nan")
         kwargs: Dict[str, Any] = {"motion_magnitude": motion, "camera_c2w": batch["c2w"].to(self.device)}
         keep = lambda k: (~drop[k]).to(z0.dtype).reshape(-1, *([1] * (z0.dim() - 1)))  # noqa: E731
