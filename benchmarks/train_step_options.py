@@ -35,13 +35,13 @@ def build_trainer(demo: Path, threads: int):
     from diffusion4d.train.trainer import Trainer
 
     state = json.loads((demo / "demo_state.json").read_text())["stages"]
-    cfg_demo = json.loads(json.dumps(state["train"].get("inputs", {})))
+    inputs = state["train"].get("inputs", {})
     prior = state["train_prior"]["checkpoint"]
     size = int(state["autoencoder"].get("inputs", {}).get("train_resolution", 64))
     overrides = [
         f"data.root={demo / 'curated'}", f"output_dir={tempfile.mkdtemp(prefix='bench_step_')}", "report_to=none",
         f"num_threads={threads}", f"data.resolution={size}", "data.num_frames=8", f"model.vae={demo / 'autoencoder'}",
-        f"model.base={prior}", "model.text_encoder=base", *cfg_demo.get("train_overrides", []),
+        f"model.base={prior}", "model.text_encoder=base", *inputs.get("train_overrides", []), *inputs.get("stage2_overrides", []),
     ]  # fmt: skip
     trainer = Trainer(load_config(TrainConfig, REPO / "configs/train/tiny.yaml", overrides))
     trainer.setup()

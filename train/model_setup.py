@@ -211,7 +211,7 @@ def make_optimizer(params, optim_cfg, fused: bool = False) -> torch.optim.Optimi
     """AdamW (or bitsandbytes' 8-bit AdamW) with the config's settings.
 
     ``fused=True`` runs torch's fused AdamW kernel (one kernel over every tensor instead of a
-    Python loop over the ~300 small ones of the tiny preset; benchmarks/RESULTS.md has the step
+    Python loop over the hundreds of small ones of the tiny preset; benchmarks/RESULTS.md has the step
     times); the trainer asks for it with ``optim.fused=true`` on a plain (non-DeepSpeed) CPU or CUDA
     run. It computes the same update as the loop up to float rounding (tests/test_optimizer.py).
     """
