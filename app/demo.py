@@ -43,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 # the demo settings each stage reads: a rerun with other values redoes that stage and every later one
 STAGE_INPUTS: Dict[str, Tuple[str, ...]] = {
-    "assets": ("seed", "assets", "amplitudes"),
+    "assets": ("seed", "assets", "amplitudes", "motion_shifts"),
     "curate": ("seed", "frames", "render_resolution"),
     "autoencoder": ("seed", "train_resolution", "autoencoder_steps", "autoencoder_overrides"),
     "train_prior": ("seed", "train_resolution", "frames", "prior_steps", "train_overrides"),  # train_overrides reach both stages
@@ -119,12 +119,16 @@ class DemoRun:
         return json.loads(json.dumps({k: getattr(self.cfg, k) for k in STAGE_INPUTS.get(name, ())}))
 
     def run_stage(self, name: str, fn: Callable[["DemoRun"], dict]) -> dict:
+        import json
         import shutil
 
         done = self.state.get(name)
         inputs = self.stage_inputs(name)
         if done and done.get("status") == "done":
             recorded = done.get("inputs", inputs)  # states written before inputs were recorded: reused
+            # a setting added after the stage ran was at its default then
+            defaults = json.loads(json.dumps({k: getattr(DemoConfig(), k) for k in inputs if k not in recorded}))
+            recorded = {**defaults, **recorded}
             if not self.redo_rest and recorded == inputs:
                 logger.info("stage %s: already done (%.1f s), skipping (use --force to redo)", name, done["seconds"])
                 return done
@@ -166,16 +170,24 @@ def _cli(argv: List[str]) -> None:
         raise RuntimeError(f"'diffusion4d {' '.join(argv)}' exited with status {status}")
 
 
-def amplitude_variants(assets_dir: Path) -> set:
-    """Uids of the procedural assets written at a reduced motion amplitude (``assets --amplitudes``):
-    training data only; the demo samples, sweeps and scores the full-amplitude assets."""
+def training_variants(assets_dir: Path) -> set:
+    """Uids of the procedural variants (``assets --amplitudes``: reduced motion amplitude;
+    ``--motion-shifts``: another asset's motion): training data only; the demo samples, sweeps
+    and scores the original assets."""
     import json
 
     path = assets_dir / "assets.jsonl"
     if not path.is_file():
         return set()
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return {r["uid"] for r in rows if float(r.get("amplitude_scale", 1.0)) != 1.0}
+    return {r["uid"] for r in rows if float(r.get("amplitude_scale", 1.0)) != 1.0 or r.get("motion_from") is not None}
+
+
+def _trained_uids(run: DemoRun) -> set:
+    """Every accepted uid, variants included: what stage 2 trained on."""
+    from diffusion4d.io import read_manifest
+
+    return {r["uid"] for r in read_manifest(run.curated_dir / "manifest.jsonl") if r["status"] == "accepted"}
 
 
 def _accepted(run: DemoRun) -> List[dict]:
@@ -183,7 +195,7 @@ def _accepted(run: DemoRun) -> List[dict]:
     scores; the manifest's own order is the order in which parallel curation finished them)."""
     from diffusion4d.io import read_manifest
 
-    variants = amplitude_variants(run.assets_dir)
+    variants = training_variants(run.assets_dir)
     rows = [r for r in read_manifest(run.curated_dir / "manifest.jsonl") if r["status"] == "accepted" and r["uid"] not in variants]
     return sorted(rows, key=lambda r: r["uid"])
 
@@ -191,7 +203,8 @@ def _accepted(run: DemoRun) -> List[dict]:
 # ----------------------------------------------------------------------------- stages
 def stage_assets(run: DemoRun) -> dict:
     _cli(["assets", "--output", str(run.assets_dir), "--count", str(run.cfg.assets), "--seed", str(run.cfg.seed),
-          "--amplitudes", ",".join(f"{a:g}" for a in run.cfg.amplitudes)])
+          "--amplitudes", ",".join(f"{a:g}" for a in run.cfg.amplitudes),
+          "--motion-shifts", ",".join(str(int(s)) for s in run.cfg.motion_shifts)])
     return {"assets": run.cfg.assets}
 
 
@@ -312,7 +325,8 @@ def stage_generate(run: DemoRun) -> dict:
         sweeps.append({"name": f"sweep{k}", "uid": rec["uid"], "caption": rec["caption"]})
     # 3. generalisation probe: captions recombining attributes seen in training, never together
     probes = []
-    for k, probe in enumerate(probe_captions(run.assets_dir, {r["uid"] for r in accepted}, c.probe_prompts, c.seed)):
+    for k, probe in enumerate(probe_captions(run.assets_dir, {r["uid"] for r in accepted}, c.probe_prompts, c.seed,
+                                                trained=_trained_uids(run))):
         _cli(["generate", *common, "--prompt", probe["caption"], "--name", f"probe{k}",
               "--output", str(run.generated_dir / "probe")])  # fmt: skip
         probes.append({"name": f"probe{k}", **probe})
@@ -320,22 +334,26 @@ def stage_generate(run: DemoRun) -> dict:
             "probes": probes}
 
 
-def probe_captions(assets_dir: Path, uids, count: int, seed: int) -> List[dict]:
+def probe_captions(assets_dir: Path, uids, count: int, seed: int, trained=None) -> List[dict]:
     """Up to ``count`` captions "a <colour> <shape> <motion>" whose colour, shape and motion each
-    come from a training asset but never occur together in one; each with the uids it borrows from."""
+    come from an asset of ``uids`` but never occur together in a training asset (``trained``, by
+    default ``uids``; it adds the variants, whose motions recombine objects); each with the uids
+    it borrows from."""
     import json
     import random
 
-    rows = []
     path = assets_dir / "assets.jsonl"
     if not path.is_file():
         return []
+    trained = set(uids) | set(trained or ())
+    every = []
     for line in path.read_text().splitlines():
         a = json.loads(line)
-        if a.get("uid") in uids and a.get("shape") and a.get("colour") and f" {a['shape']} " in a["caption"] + " ":
+        if a.get("uid") in trained and a.get("shape") and a.get("colour") and f" {a['shape']} " in a["caption"] + " ":
             motion = (a["caption"] + " ").split(f" {a['shape']} ", 1)[1].strip()
-            rows.append({"uid": a["uid"], "colour": a["colour"], "shape": a["shape"], "motion": motion})
-    seen = {(r["colour"], r["shape"]) for r in rows} | {(r["shape"], r["motion"]) for r in rows}
+            every.append({"uid": a["uid"], "colour": a["colour"], "shape": a["shape"], "motion": motion})
+    rows = [r for r in every if r["uid"] in uids]
+    seen = {(r["colour"], r["shape"]) for r in every} | {(r["shape"], r["motion"]) for r in every}
     candidates = []
     for c in rows:
         for s in rows:

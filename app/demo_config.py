@@ -11,6 +11,9 @@ class DemoConfig:
     # motion-amplitude scales of every procedural asset (``assets --amplitudes``): each object is also
     # trained at the reduced amplitudes, so its caption, not its motion magnitude, identifies it
     amplitudes: List[float] = field(default_factory=lambda: [1.0])
+    # motion swaps (``assets --motion-shifts``): asset i is also trained with the motion of asset i + s,
+    # so a motion (and its magnitude) belongs to several objects, not to one
+    motion_shifts: List[int] = field(default_factory=list)
     frames: int = 8  # frames per orbit (curation, training and generation)
     render_resolution: int = 64  # curation render size (pixels)
     train_resolution: int = 64  # training / generation frame size (pixels); with the autoencoder the model works on 4x smaller latents

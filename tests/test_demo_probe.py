@@ -58,13 +58,25 @@ def test_demo_targets_lower_and_upper_bounds():
     assert targets(metrics)["peak_memory_gb"]["met"] is True
 
 
-def test_amplitude_variants_are_training_data_only(tmp_path):
-    """The demo samples and scores full-amplitude assets; `assets --amplitudes` variants (and
-    files without the field, older asset folders) are told apart by assets.jsonl."""
-    from diffusion4d.app.demo import amplitude_variants
+def test_variants_are_training_data_only(tmp_path):
+    """The demo samples and scores the original assets; `assets --amplitudes` and `--motion-shifts`
+    variants (and files without the fields, older asset folders) are told apart by assets.jsonl."""
+    from diffusion4d.app.demo import training_variants
     from diffusion4d.data_curation.procedural import generate_assets
 
-    generate_assets(tmp_path / "a", 2, seed=0, amplitudes=[1.0, 0.5], show_progress=False)
-    assert amplitude_variants(tmp_path / "a") == {"proc-s0-0000-a0.5", "proc-s0-0001-a0.5"}
-    assert amplitude_variants(_assets(tmp_path, ROWS)) == set()  # no amplitude_scale: all full
-    assert amplitude_variants(tmp_path / "missing") == set()
+    generate_assets(tmp_path / "a", 2, seed=0, amplitudes=[1.0, 0.5], motion_shifts=[1], show_progress=False)
+    assert training_variants(tmp_path / "a") == {"proc-s0-0000-a0.5", "proc-s0-0001-a0.5", "proc-s0-0000-m0001", "proc-s0-0001-m0000"}
+    assert training_variants(_assets(tmp_path, ROWS)) == set()  # no amplitude_scale: all full
+    assert training_variants(tmp_path / "missing") == set()
+
+
+def test_probe_avoids_combinations_trained_as_variants(tmp_path):
+    """A motion swap trains "a red cube pulsing": the probe must not offer it as unseen."""
+    swap = {"uid": "a-m", "colour": "red", "shape": "cube", "caption": "a red cube pulsing"}
+    folder = _assets(tmp_path, ROWS + [swap])
+    plain = {p["caption"] for p in probe_captions(folder, {"a", "b", "c"}, count=50, seed=0)}
+    with_swap = probe_captions(folder, {"a", "b", "c"}, count=50, seed=0, trained={"a-m"})
+    assert "a blue cube pulsing" in plain  # cube + pulsing never together in the originals
+    assert "a blue cube pulsing" not in {p["caption"] for p in with_swap}
+    assert {p["caption"] for p in with_swap} < plain
+    assert all(set(p["from"].values()) <= {"a", "b", "c"} for p in with_swap)  # parts come from the originals

@@ -79,6 +79,22 @@ def test_a_state_from_before_inputs_were_recorded_is_reused(tmp_path):
     assert calls == []
 
 
+def test_a_setting_added_later_counts_as_its_default(tmp_path):
+    """A state recorded before a setting existed is reused while that setting is at its default,
+    and redone from that stage on when it is not."""
+    calls = []
+    _run_all(tmp_path, DemoConfig(), calls)
+    path = tmp_path / "demo_state.json"
+    state = json.loads(path.read_text())
+    del state["stages"]["assets"]["inputs"]["motion_shifts"]
+    path.write_text(json.dumps(state))
+    calls.clear()
+    _run_all(tmp_path, DemoConfig(), calls)
+    assert calls == []
+    _run_all(tmp_path, DemoConfig(motion_shifts=[1]), calls)
+    assert calls == [name for name, _ in STAGES]
+
+
 def test_stage2_overrides_come_last_in_stage_2_only(tmp_path, monkeypatch):
     import diffusion4d.app.demo as demo
     import diffusion4d.train.finetune as finetune

@@ -259,6 +259,36 @@ def test_amplitude_variants_are_the_same_object_moving_less(tmp_path: Path) -> N
             generate_assets(tmp_path / "bad", 1, seed=0, amplitudes=bad)
 
 
+def test_motion_swaps_put_one_motion_on_another_object(tmp_path: Path) -> None:
+    for index in range(len(MOTION_FAMILIES)):
+        partner = (index + 1) % len(MOTION_FAMILIES)
+        own, mover, swap = sample_asset_spec(0, index), sample_asset_spec(0, partner), sample_asset_spec(0, index, motion_from=partner)
+        assert swap.uid == own.uid + f"-m{partner:04d}"
+        assert (swap.shape, swap.colour, swap.colour2, swap.pattern) == (own.shape, own.colour, own.colour2, own.pattern)
+        assert (swap.family, swap.interpolation, swap.motion_amplitude) == (mover.family, mover.interpolation, mover.motion_amplitude)
+        if swap.shape == mover.shape:  # shape-independent draws: the very same motion
+            assert (swap.variant, swap.params) == (mover.variant, mover.params)
+        assert caption_for(swap).startswith(caption_for(own).split(f" {own.shape} ")[0] + f" {own.shape} ")
+        assert caption_for(swap).endswith(FAMILIES[mover.family].phrase(swap))
+    half_swap = sample_asset_spec(0, 0, 0.5, motion_from=1)
+    assert half_swap.uid == "proc-s0-0000-m0001-a0.5"
+    for bad in (-1, 0):
+        with pytest.raises(ValueError, match="motion_from"):
+            sample_asset_spec(0, 0, motion_from=bad)
+    plain = generate_assets(tmp_path / "plain", 3, seed=0)
+    assets = generate_assets(tmp_path / "swaps", 3, seed=0, motion_shifts=[1, 2])
+    assert [a.uid for a in assets] == ["proc-s0-0000", "proc-s0-0001", "proc-s0-0002",
+                                       "proc-s0-0000-m0001", "proc-s0-0000-m0002", "proc-s0-0001-m0002",
+                                       "proc-s0-0001-m0000", "proc-s0-0002-m0000", "proc-s0-0002-m0001"]
+    for a in plain:  # the originals are unchanged, byte for byte
+        assert (tmp_path / "swaps" / a.path.name).read_bytes() == a.path.read_bytes()
+    rows = [json.loads(l) for l in open(tmp_path / "swaps" / "assets.jsonl")]
+    assert [r["motion_from"] for r in rows] == [None, None, None, 1, 2, 2, 0, 0, 1]
+    for bad in ([3], [1, 1], [0]):
+        with pytest.raises(ValueError, match="motion_shifts"):
+            generate_assets(tmp_path / "bad", 3, seed=0, motion_shifts=bad)
+
+
 def test_captions_are_regular() -> None:
     for index in range(len(MOTION_FAMILIES)):
         spec = sample_asset_spec(3, index)
@@ -334,6 +364,12 @@ def test_cli_module_run(tmp_path: Path) -> None:
         cli.run(argparse.Namespace(output=str(tmp_path / "bad"), count=2, seed=0, amplitudes="1,x"))
     with pytest.raises(UserError, match="amplitudes"):
         cli.run(argparse.Namespace(output=str(tmp_path / "bad"), count=2, seed=0, amplitudes="0.5"))
+    with pytest.raises(UserError, match="motion-shifts"):
+        cli.run(argparse.Namespace(output=str(tmp_path / "bad"), count=2, seed=0, amplitudes="1", motion_shifts="x"))
+    with pytest.raises(UserError, match="motion_shifts"):
+        cli.run(argparse.Namespace(output=str(tmp_path / "bad"), count=2, seed=0, amplitudes="1", motion_shifts="2"))
+    assert cli.run(argparse.Namespace(output=str(tmp_path / "sw"), count=2, seed=0, amplitudes="1", motion_shifts="1")) == 0
+    assert len(list((tmp_path / "sw").glob("*-m000*.glb"))) == 2
 
 
 def test_cli_end_to_end(tmp_path: Path) -> None:

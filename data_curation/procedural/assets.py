@@ -36,7 +36,7 @@ def colour_order(seed: int) -> tuple[str, ...]:
     return tuple(str(c) for c in np.random.default_rng([seed]).permutation(COLOURS))
 
 
-def sample_asset_spec(seed: int, index: int, amplitude_scale: float = 1.0) -> AssetSpec:
+def sample_asset_spec(seed: int, index: int, amplitude_scale: float = 1.0, motion_from: int | None = None) -> AssetSpec:
     """Draw the parameters of asset ``index`` of the set generated with ``seed``.
 
     The family is round-robin over :data:`MOTION_FAMILIES` (so any ``count`` of at least
@@ -48,28 +48,47 @@ def sample_asset_spec(seed: int, index: int, amplitude_scale: float = 1.0) -> As
     ``amplitude_scale`` in (0, 1] gives a variant of the same asset (same shape, colours,
     caption and kind of motion) whose motion amplitude is scaled by it; its uid is
     ``<uid>-a<scale>``. Variants give one object several motion magnitudes.
+
+    ``motion_from`` (another index of the same set) gives a motion swap: the object of asset
+    ``index`` (shape, colours, pattern) with the motion of asset ``motion_from`` (family,
+    interpolation, amplitude and motion parameters, drawn from ``motion_from``'s generator as
+    that asset draws them; shape-dependent choices follow this object's shape). Its uid is
+    ``<uid>-m<motion_from:04d>`` and its caption names this object with that motion. Swaps give
+    one motion several objects, so a motion magnitude does not name an object.
     """
     if seed < 0 or index < 0:
         raise ValueError(f"seed and index must be non-negative, got seed={seed}, index={index}")
     if not 0 < amplitude_scale <= 1:
         raise ValueError(f"amplitude_scale must be in (0, 1], got {amplitude_scale}")
-    rng = np.random.default_rng([seed, index])
-    family = MOTION_FAMILIES[index % len(MOTION_FAMILIES)]
-    colour = colour_order(seed)[index % len(COLOURS)]
-    colour2 = str(rng.choice([c for c in COLOURS if c != colour]))
-    pattern = str(rng.choice(PATTERNS)) if rng.random() < TEXTURE_PROBABILITY else None
-    shape = str(rng.choice(SHAPES))
-    low, high = _AMPLITUDE_TIERS[(index + index // len(MOTION_FAMILIES)) % len(_AMPLITUDE_TIERS)]
+    if motion_from is not None and (motion_from < 0 or motion_from == index):
+        raise ValueError(f"motion_from must be another non-negative index, got {motion_from} for index {index}")
+    colour, colour2, pattern, shape, rng = _appearance(seed, index)
+    mover = index if motion_from is None else motion_from
+    if motion_from is not None:
+        *_, rng = _appearance(seed, mover)  # the mover's stream, past its appearance draws
+    family = MOTION_FAMILIES[mover % len(MOTION_FAMILIES)]
+    low, high = _AMPLITUDE_TIERS[(mover + mover // len(MOTION_FAMILIES)) % len(_AMPLITUDE_TIERS)]
     amplitude = round(float(rng.uniform(low, high)) * amplitude_scale, 3)
     static = family == "static"
+    suffix = ("" if motion_from is None else f"-m{motion_from:04d}") + ("" if amplitude_scale == 1 else f"-a{amplitude_scale:g}")
     spec = AssetSpec(
-        uid=asset_uid(seed, index) + ("" if amplitude_scale == 1 else f"-a{amplitude_scale:g}"), seed=seed, index=index, family=family, variant="",
+        uid=asset_uid(seed, index) + suffix, seed=seed, index=index, family=family, variant="",
         shape=shape, colour=colour, colour2=colour2, pattern=pattern,
-        interpolation=None if static else INTERPOLATIONS[index % len(INTERPOLATIONS)],
+        interpolation=None if static else INTERPOLATIONS[mover % len(INTERPOLATIONS)],
         motion_amplitude=0.0 if static else amplitude, duration_s=0.0 if static else DURATION_S)
     FAMILIES[family].sample(rng, spec)
     spec.params = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in spec.params.items()}
     return spec
+
+
+def _appearance(seed: int, index: int) -> tuple[str, str, str | None, str, np.random.Generator]:
+    """Colour, second colour, pattern and shape of asset ``index``, and its generator after those draws."""
+    rng = np.random.default_rng([seed, index])
+    colour = colour_order(seed)[index % len(COLOURS)]
+    colour2 = str(rng.choice([c for c in COLOURS if c != colour]))
+    pattern = str(rng.choice(PATTERNS)) if rng.random() < TEXTURE_PROBABILITY else None
+    shape = str(rng.choice(SHAPES))
+    return colour, colour2, pattern, shape, rng
 
 
 def caption_for(spec: AssetSpec) -> str:

@@ -17,7 +17,7 @@ logger = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Register ``--output``, ``--count``, ``--seed`` and ``--amplitudes``."""
+    """Register ``--output``, ``--count``, ``--seed``, ``--amplitudes`` and ``--motion-shifts``."""
     parser.add_argument("--output", required=True, metavar="DIR",
                         help=f"folder for <uid>.glb, {CAPTIONS_FILE} and {METADATA_FILE}")
     parser.add_argument("--count", type=int, default=12, metavar="N",
@@ -28,6 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--amplitudes", default="1", metavar="A,B,...",
                         help="motion-amplitude scales in (0, 1], 1 among them: each asset is also written at "
                              "the others as <uid>-a<scale>, same object and caption (default 1)")
+    parser.add_argument("--motion-shifts", default="", metavar="S,T,...",
+                        help="motion swaps: asset i is also written with the motion of asset (i + S) mod N as "
+                             "<uid>-m<index>, its own object with that motion and caption (default none)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,7 +44,11 @@ def run(args: argparse.Namespace) -> int:
     except ValueError:
         raise UserError(f"--amplitudes must be comma-separated numbers, got {args.amplitudes!r}") from None
     try:
-        assets = generate_assets(args.output, args.count, args.seed, amplitudes=amplitudes)
+        shifts = [int(s) for s in str(getattr(args, "motion_shifts", "") or "").split(",") if s.strip()]
+    except ValueError:
+        raise UserError(f"--motion-shifts must be comma-separated integers, got {args.motion_shifts!r}") from None
+    try:
+        assets = generate_assets(args.output, args.count, args.seed, amplitudes=amplitudes, motion_shifts=shifts)
     except ValueError as exc:
         raise UserError(str(exc)) from exc
     except OSError as exc:

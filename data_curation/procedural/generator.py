@@ -40,7 +40,8 @@ class ProceduralAsset:
 
 def generate_assets(output_dir: str | Path, count: int, seed: int = 0,
                     show_progress: bool | None = None,
-                    amplitudes: Sequence[float] = (1.0,)) -> list[ProceduralAsset]:
+                    amplitudes: Sequence[float] = (1.0,),
+                    motion_shifts: Sequence[int] = ()) -> list[ProceduralAsset]:
     """Generate ``count`` animated glTF assets, ``captions.csv`` and ``assets.jsonl``.
 
     Asset ``i`` belongs to family ``MOTION_FAMILIES[i % 7]``, so ``count >= 7`` covers them all.
@@ -56,6 +57,9 @@ def generate_assets(output_dir: str | Path, count: int, seed: int = 0,
         amplitudes: motion-amplitude scales in (0, 1]; every asset is written once per scale
             (scale 1 under its own uid, others as ``<uid>-a<scale>`` with the same caption), so
             each object appears with several motion magnitudes.
+        motion_shifts: for every shift ``s``, asset ``i`` is also written with the motion of asset
+            ``(i + s) % count`` (full amplitude, ``<uid>-m<index>``, see
+            :func:`~.assets.sample_asset_spec`), so each motion appears on several objects.
 
     Returns:
         The assets, in index order.
@@ -72,13 +76,17 @@ def generate_assets(output_dir: str | Path, count: int, seed: int = 0,
     scales = [1.0] + [float(a) for a in amplitudes if float(a) != 1.0]
     if 1.0 not in [float(a) for a in amplitudes] or len(set(scales)) != len(scales) or any(not 0 < a <= 1 for a in scales):
         raise ValueError(f"amplitudes must be distinct values in (0, 1] including 1, got {list(amplitudes)}")
+    shifts = [int(s) for s in motion_shifts]
+    if len(set(shifts)) != len(shifts) or any(s % count == 0 for s in shifts):
+        raise ValueError(f"motion_shifts must be distinct and not multiples of count={count}, got {list(motion_shifts)}")
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     assets = []
     disable = None if show_progress is None else not show_progress
-    jobs = [(index, scale) for index in range(count) for scale in scales]
-    for index, scale in progress(jobs, desc="procedural assets", unit="asset", disable=disable):
-        spec = sample_asset_spec(seed, index, scale)
+    jobs = [(index, scale, None) for index in range(count) for scale in scales]
+    jobs += [(index, 1.0, (index + s) % count) for index in range(count) for s in shifts]
+    for index, scale, motion_from in progress(jobs, desc="procedural assets", unit="asset", disable=disable):
+        spec = sample_asset_spec(seed, index, scale, motion_from)
         path = out / f"{spec.uid}.glb"
         path.write_bytes(build_asset_glb(spec))
         caption = caption_for(spec)
@@ -88,7 +96,7 @@ def generate_assets(output_dir: str | Path, count: int, seed: int = 0,
                   "textured": spec.pattern is not None, "pattern": spec.pattern,
                   "interpolation": spec.interpolation, "motion_amplitude": spec.motion_amplitude,
                   "duration_s": spec.duration_s, "seed": seed, "index": index, "amplitude_scale": scale,
-                  "params": spec.params}
+                  "motion_from": motion_from, "params": spec.params}
         assets.append(ProceduralAsset(spec.uid, path, caption, spec.family, record))
     with open(out / CAPTIONS_FILE, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f, lineterminator="\n")
