@@ -252,7 +252,8 @@ def _colour_check(run: "DemoRun", samples: List[dict]) -> Optional[dict]:
         folder = run.curated_dir / rec["uid"] / "dynamic"
         if rec.get("status") == "accepted" and folder.is_dir():
             refs[rec["uid"]] = frames_to_float(read_clip(folder).frames)
-            objects[rec["uid"]] = rec.get("caption") or rec["uid"]  # amplitude variants share their object's caption
+            # renders of one object count once: the asset file's object (amplitude variants and motion swaps), else the caption
+            objects[rec["uid"]] = rec.get("object") or rec.get("caption") or rec["uid"]
     gen = {}
     for sample in samples:
         folder = run.generated_dir / "prompts" / sample["uid"] / "dynamic"

@@ -100,7 +100,7 @@ def curate_asset(task: AssetTask, cfg: CurateConfig) -> Dict[str, Any]:
         meta["status"], meta["reason"] = status, reason
         meta["seconds"] = round(time.perf_counter() - start, 3)
         write_meta(asset_dir, meta)
-        extra = {k: meta[k] for k in ("ssim_quarter", "ssim_half", "orbits", "modes", "duration_seconds", "stages")
+        extra = {k: meta[k] for k in ("ssim_quarter", "ssim_half", "orbits", "modes", "duration_seconds", "stages", "object")
                  if meta.get(k) is not None}
         extra.update(task.extra)
         return {"uid": task.uid, "source": task.source, "status": status, "reason": reason,
@@ -112,6 +112,9 @@ def curate_asset(task: AssetTask, cfg: CurateConfig) -> Dict[str, Any]:
     renderer = None
     try:
         renderer = _make_renderer(task, cfg)
+        obj = getattr(getattr(renderer, "scene", None), "asset_extras", {}).get("object")
+        if isinstance(obj, str) and obj.strip() and "object" not in meta:
+            meta["object"] = obj  # the object this asset shows (renders of one object share it; docs/curation.md)
         duration = renderer.duration if r.duration_seconds <= 0 else min(r.duration_seconds, renderer.duration)
         meta["duration_seconds"] = duration
         anim = no_animation_rule(renderer.has_animation, renderer.duration)

@@ -424,13 +424,14 @@ def _fvd(method: str, ev: _Evaluator, result: EvalResult) -> Optional[Summary]:
 
 def _colour(method: str, ev: _Evaluator, gt_clips: Dict[str, Path], result: EvalResult) -> Optional[Summary]:
     """Share of the method's samples whose mean foreground colour is nearest to their own asset's
-    among every ground-truth asset (:mod:`diffusion4d.eval.colour_match`); ground-truth assets with
-    the same curated caption count as one object (renders of one object do not compete)."""
+    among every ground-truth asset (:mod:`diffusion4d.eval.colour_match`); ground-truth assets of one
+    object (the same curated ``object``, else the same caption: :func:`~diffusion4d.eval.samples.object_of`)
+    count once, so renders of one object do not compete."""
     from diffusion4d.eval.colour_match import rank_colours
-    from diffusion4d.eval.samples import caption_of
+    from diffusion4d.eval.samples import object_of
 
     refs = {uid: ev.gt_colour(d) for uid, d in gt_clips.items()}  # assets without a prediction compete too
-    objects = {uid: caption_of(d.parent, None) or uid for uid, d in gt_clips.items()}
+    objects = {uid: object_of(d.parent) or uid for uid, d in gt_clips.items()}
     ranks = [m.rank for m in rank_colours(ev.colours.get(method, {}), refs, objects) if m.rank is not None]
     if not ranks or sum(c is not None for c in refs.values()) < 2:
         reason = "needs samples with a foreground and at least 2 ground-truth assets"

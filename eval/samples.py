@@ -54,6 +54,15 @@ def caption_of(gt_asset_dir: Optional[Path], pred_asset_dir: Optional[Path]) -> 
     return caption if isinstance(caption, str) and caption.strip() else None
 
 
+def object_of(gt_asset_dir: Path) -> Optional[str]:
+    """The object a ground-truth asset shows, for grouping renders of one object: the curated
+    ``object`` (recorded from the asset file's ``asset.extras``, e.g. shared by a procedural asset's
+    amplitude variants and motion swaps, whose captions differ), else its curated caption."""
+    meta = read_meta(Path(gt_asset_dir))
+    obj = meta.get("object") if meta else None
+    return obj if isinstance(obj, str) and obj.strip() else caption_of(gt_asset_dir, None)
+
+
 def input_image_of(pred_asset_dir: Path) -> Optional[Path]:
     """The conditioning image recorded in generation.json (``image``; relative to the sample
     folder when not absolute), if that file exists; else the prepared ``input.png`` it wrote."""

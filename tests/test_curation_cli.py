@@ -205,6 +205,26 @@ def _objaverse_mirror(root: Path, uids):
         json.dump(meta, fh)
 
 
+def test_the_object_an_asset_file_names_reaches_meta_manifest_and_colour_grouping(tmp_path):
+    """Renders of one object (``asset.extras.object``, as procedural variants and motion swaps write)
+    share ``object`` in meta.json and the manifest; the colour check groups by it, else by caption."""
+    from diffusion4d.eval.samples import object_of
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name, extras in (("one", {"object": "cube-7"}), ("two", {"object": "cube-7", "caption": "x"}), ("plain", None), ("odd", {"object": 3})):
+        c = _animated_cube()
+        if extras is not None:
+            c.doc["asset"]["extras"] = extras
+        (folder / f"{name}.glb").write_bytes(c.to_glb())
+    (tmp_path / "caps.csv").write_text("one,a cube spinning\ntwo,a cube bouncing\nplain,a plain cube\nodd,an odd cube\n")
+    assert main(["curate", "--input", str(folder), "--captions", str(tmp_path / "caps.csv"), "--output", str(tmp_path / "out"),
+                 "--set", "rules.ssim=false"] + SMALL) == 0
+    recs = {r["uid"]: r for r in read_manifest(tmp_path / "out" / "manifest.jsonl")}
+    assert recs["one"]["object"] == recs["two"]["object"] == "cube-7" and "object" not in recs["plain"] and "object" not in recs["odd"]
+    assert [object_of(tmp_path / "out" / u) for u in ("one", "two", "plain", "odd")] == ["cube-7", "cube-7", "a plain cube", "an odd cube"]
+
+
 def test_objaverse_mirror_and_captions_csv(tmp_path, capsys):
     import objaverse
 

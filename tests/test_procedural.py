@@ -18,6 +18,7 @@ import pytest
 from diffusion4d.data_curation.procedural import (MOTION_FAMILIES, build_asset_glb, caption_for,
                                       generate_assets, sample_asset_spec)
 from diffusion4d.data_curation.procedural.assets import FAMILIES
+from diffusion4d.data_curation.gltf import load_scene
 from diffusion4d.data_curation.procedural.spec import MOTION_BOX_HALF
 
 REPO = Path(__file__).resolve().parents[1]
@@ -284,6 +285,8 @@ def test_motion_swaps_put_one_motion_on_another_object(tmp_path: Path) -> None:
         assert (tmp_path / "swaps" / a.path.name).read_bytes() == a.path.read_bytes()
     rows = [json.loads(l) for l in open(tmp_path / "swaps" / "assets.jsonl")]
     assert [r["motion_from"] for r in rows] == [None, None, None, 1, 2, 2, 0, 0, 1]
+    for a in assets:  # every render of one object names it in the file: the colour check counts it once
+        assert load_scene(a.path).asset_extras["object"] == a.uid[:len("proc-s0-0000")]
     for bad in ([3], [1, 1], [0]):
         with pytest.raises(ValueError, match="motion_shifts"):
             generate_assets(tmp_path / "bad", 3, seed=0, motion_shifts=bad)

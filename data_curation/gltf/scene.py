@@ -14,7 +14,7 @@ node's own transform cancels, as the spec requires). Any number of JOINTS_n/WEIG
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional, Union
 
 import numpy as np
 
@@ -124,6 +124,7 @@ class Scene:
     skins: List[Skin]
     animations: List[Animation]
     animation_index: Optional[int] = None  # the selected animation (None: no animation)
+    asset_extras: Dict[str, Any] = field(default_factory=dict)  # the file's ``asset.extras`` (e.g. uid, caption, object)
 
     @property
     def animation(self) -> Optional[Animation]:
@@ -462,7 +463,8 @@ def build_scene(doc: GltfDocument) -> Scene:
             channels.append(Channel(tgt.node, tgt.path, sampler))
         if channels:
             animations.append(Animation(a.name or f"animation{ai}", channels))
-    scene = Scene(nodes, roots, meshes, skins, animations)
+    extras = (doc.raw.get("asset") or {}).get("extras") if isinstance(doc.raw, dict) else None
+    scene = Scene(nodes, roots, meshes, skins, animations, asset_extras=dict(extras) if isinstance(extras, dict) else {})
     scene.select_animation("longest")
     return scene
 

@@ -102,5 +102,6 @@ def build_asset_glb(spec: AssetSpec) -> bytes:
     """Build the binary glTF 2.0 (GLB) bytes of one asset; deterministic in ``spec``."""
     builder = GlbBuilder()
     roots = FAMILIES[spec.family].build(builder, spec)
-    builder.gltf.asset.extras = {"uid": spec.uid, "caption": caption_for(spec)}
+    # "object": the original asset's uid, shared by its amplitude variants and motion swaps
+    builder.gltf.asset.extras = {"uid": spec.uid, "caption": caption_for(spec), "object": asset_uid(spec.seed, spec.index)}
     return builder.to_glb(roots)
