@@ -287,7 +287,7 @@ def test_motion_swaps_put_one_motion_on_another_object(tmp_path: Path) -> None:
     assert [r["motion_from"] for r in rows] == [None, None, None, 1, 2, 2, 0, 0, 1]
     for a in assets:  # every render of one object names it in the file: the colour check counts it once
         assert load_scene(a.path).asset_extras["object"] == a.uid[:len("proc-s0-0000")]
-    for bad in ([3], [1, 1], [0]):
+    for bad in ([3], [1, 1], [0], [-1, 2]):
         with pytest.raises(ValueError, match="motion_shifts"):
             generate_assets(tmp_path / "bad", 3, seed=0, motion_shifts=bad)
 

@@ -77,8 +77,8 @@ def generate_assets(output_dir: str | Path, count: int, seed: int = 0,
     if 1.0 not in [float(a) for a in amplitudes] or len(set(scales)) != len(scales) or any(not 0 < a <= 1 for a in scales):
         raise ValueError(f"amplitudes must be distinct values in (0, 1] including 1, got {list(amplitudes)}")
     shifts = [int(s) for s in motion_shifts]
-    if len(set(shifts)) != len(shifts) or any(s % count == 0 for s in shifts):
-        raise ValueError(f"motion_shifts must be distinct and not multiples of count={count}, got {list(motion_shifts)}")
+    if len({s % count for s in shifts}) != len(shifts) or any(s % count == 0 for s in shifts):  # -1 and count - 1: one partner
+        raise ValueError(f"motion_shifts must be distinct modulo count={count} and not multiples of it, got {list(motion_shifts)}")
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     assets = []
