@@ -46,16 +46,37 @@ def _smooth(values: List[float], window: int) -> List[float]:
     return list(np.convolve(padded, kernel, mode="valid"))
 
 
+def _variants_paragraph(run: "DemoRun") -> str:
+    """What the training-only variants in the table are (amplitude variants, motion swaps), when there are any."""
+    path = run.assets_dir / "assets.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+    scales = sorted({float(r.get("amplitude_scale", 1.0)) for r in rows} - {1.0}, reverse=True)
+    parts = []
+    if scales:
+        names = " / ".join(f"-a{a:g}" for a in scales)
+        parts.append(f"Assets named <uid>{names} are the same objects moving with {' / '.join(f'{a:g}' for a in scales)} "
+                     "of their amplitude: each object is trained at several magnitudes, so m cannot stand in for the caption.")
+    if any(r.get("motion_from") is not None for r in rows):
+        parts.append("Assets named <uid>-m<index> are the same objects moving as asset <index> moves (motion swaps): "
+                     "each motion is trained on several objects.")
+    if not parts:
+        return ""
+    return R.paragraph(" ".join(parts) + " These renders are training data only; the original assets are sampled and scored below.")
+
+
 def section_data(run: "DemoRun", report: R.Report, metrics: dict) -> None:
     records = read_manifest(run.curated_dir / "manifest.jsonl")
     accepted = [r for r in records if r["status"] == "accepted"]
     shown, captions = [], set()
-    for r in sorted(accepted, key=lambda r: r["uid"]):  # "<uid>" sorts before its variants "<uid>-a0.5"
+    from diffusion4d.app.demo import training_variants
+
+    variants = training_variants(run.assets_dir)
+    for r in sorted(accepted, key=lambda r: (r["uid"] in variants, r["uid"])):  # the originals first
         if r["caption"] not in captions:
             shown.append(r)
             captions.add(r["caption"])
     figures = []
-    for rec in shown[:3]:  # three different objects (amplitude variants share their asset's caption)
+    for rec in shown[:3]:  # three different captions (amplitude variants share their asset's caption)
         uid = rec["uid"]
         figures.append(_clip_video(run.curated_dir / uid / "dynamic", f"dynamic orbit: {rec['caption']}"))
         figures.append(_clip_video(run.curated_dir / uid / "static", f"static orbit (m = {rec['motion_magnitude']:.4f})"))
@@ -64,12 +85,7 @@ def section_data(run: "DemoRun", report: R.Report, metrics: dict) -> None:
         "orbit from the same cameras with the animation frozen at t0; the motion magnitude m (Eq. 1, per-pixel mean) "
         "is their mean squared difference."
     )
-    if len(shown) < len(accepted):  # some accepted assets are renders of an object already shown
-        body += R.paragraph(
-            "Assets named <uid>-a0.5 / -a0.2 are the same objects moving with half / a fifth of their amplitude: the model "
-            "trains on every object at several magnitudes, so m cannot stand in for the caption; only the full-amplitude "
-            "assets are sampled and scored below."
-        )
+    body += _variants_paragraph(run)
     body += R.row(figures)
     rows = [
         [r["uid"], r["caption"], r["status"], r["reason"], r.get("motion_magnitude") if r.get("motion_magnitude") is not None else float("nan")]

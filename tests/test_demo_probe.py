@@ -80,3 +80,24 @@ def test_probe_avoids_combinations_trained_as_variants(tmp_path):
     assert "a blue cube pulsing" not in {p["caption"] for p in with_swap}
     assert {p["caption"] for p in with_swap} < plain
     assert all(set(p["from"].values()) <= {"a", "b", "c"} for p in with_swap)  # parts come from the originals
+
+
+def test_report_says_which_variants_the_training_data_holds(tmp_path):
+    """Section 1 names the amplitude variants and motion swaps the run actually generated, and nothing otherwise."""
+    import html
+    from types import SimpleNamespace
+
+    from diffusion4d.app.demo_sections import _variants_paragraph
+    from diffusion4d.data_curation.procedural import generate_assets
+
+    def text(**kw):
+        folder = tmp_path / str(len(list(tmp_path.iterdir())))
+        generate_assets(folder, 2, seed=0, show_progress=False, **kw)
+        return html.unescape(_variants_paragraph(SimpleNamespace(assets_dir=folder)))
+
+    assert text() == ""
+    both = text(amplitudes=[1.0, 0.5, 0.2], motion_shifts=[1])
+    assert "<uid>-a0.5 / -a0.2" in both and "-m<index>" in both and "training data only" in both
+    only_swaps = text(motion_shifts=[1])
+    assert "-m<index>" in only_swaps and "-a" not in only_swaps.replace("-m<index>", "")
+    assert _variants_paragraph(SimpleNamespace(assets_dir=tmp_path / "missing")) == ""
