@@ -368,7 +368,7 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
     asset_metrics = [m for m in cfg.metrics if METRIC_INFO[m].per_asset]
     for method in cfg.preds:
         result.per_asset[method] = {}
-    if asset_metrics or "fvd" in cfg.metrics:
+    if asset_metrics or {"fvd", "colour"} & set(cfg.metrics):  # fvd and colour read per-asset features too
         for method, uid, pred_dir, gt_dir in progress(jobs, desc="extracting features", unit="asset"):
             row = ev.asset(method, uid, pred_dir, gt_dir)
             if asset_metrics:
@@ -424,14 +424,17 @@ def _fvd(method: str, ev: _Evaluator, result: EvalResult) -> Optional[Summary]:
 
 def _colour(method: str, ev: _Evaluator, gt_clips: Dict[str, Path], result: EvalResult) -> Optional[Summary]:
     """Share of the method's samples whose mean foreground colour is nearest to their own asset's
-    among every ground-truth asset (:mod:`diffusion4d.eval.colour_match`); ground-truth assets of one
+    among every accepted ground-truth asset (:mod:`diffusion4d.eval.colour_match`); ground-truth assets of one
     object (the same curated ``object``, else the same caption: :func:`~diffusion4d.eval.samples.object_of`)
     count once, so renders of one object do not compete."""
     from diffusion4d.eval.colour_match import rank_colours
-    from diffusion4d.eval.samples import object_of
+    from diffusion4d.eval.samples import curation_status, object_of
 
-    refs = {uid: ev.gt_colour(d) for uid, d in gt_clips.items()}  # assets without a prediction compete too
-    objects = {uid: object_of(d.parent) or uid for uid, d in gt_clips.items()}
+    # every asset of the curated set competes, with or without a prediction; renders curation rejected
+    # or failed are not part of the set (a folder without meta.json counts as curated)
+    curated = {uid: d for uid, d in gt_clips.items() if curation_status(d.parent) in (None, "accepted")}
+    refs = {uid: ev.gt_colour(d) for uid, d in curated.items()}
+    objects = {uid: object_of(d.parent) or uid for uid, d in curated.items()}
     ranks = [m.rank for m in rank_colours(ev.colours.get(method, {}), refs, objects) if m.rank is not None]
     if not ranks or sum(c is not None for c in refs.values()) < 2:
         reason = "needs samples with a foreground and at least 2 ground-truth assets"

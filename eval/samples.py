@@ -54,6 +54,13 @@ def caption_of(gt_asset_dir: Optional[Path], pred_asset_dir: Optional[Path]) -> 
     return caption if isinstance(caption, str) and caption.strip() else None
 
 
+def curation_status(gt_asset_dir: Path) -> Optional[str]:
+    """The curated ``status`` of a ground-truth asset (accepted, rejected, failed), None without meta.json."""
+    meta = read_meta(Path(gt_asset_dir))
+    status = meta.get("status") if meta else None
+    return status if isinstance(status, str) else None
+
+
 def object_of(gt_asset_dir: Path) -> Optional[str]:
     """The object a ground-truth asset shows, for grouping renders of one object: the curated
     ``object`` (recorded from the asset file's ``asset.extras``, e.g. shared by a procedural asset's

@@ -205,7 +205,7 @@ def test_bad_input_is_one_line_exit_2(data, tmp_path, capsys, argv, message):
 
 def test_silhouette_iou_and_colour_match_metrics(data, tmp_path, no_weights):
     """``iou``: per-frame silhouette IoU with the asset's ground truth; ``colour``: share of samples whose
-    mean foreground colour is nearest to their own asset's among all ground-truth assets."""
+    mean foreground colour is nearest to their own asset's among all accepted ground-truth assets."""
     from diffusion4d.eval.api import run_metrics
 
     cams = orbit_trajectory("dynamic", N_FRAMES, width=SIZE, height=SIZE)
@@ -219,6 +219,25 @@ def test_silhouette_iou_and_colour_match_metrics(data, tmp_path, no_weights):
     assert result.summary["swapped"]["colour"].mean == pytest.approx(0.0)
     # 12x12 squares shifted by 3 rows: intersection 9x12, union 15x12
     assert result.summary["swapped"]["iou"].mean == pytest.approx(9 / 15, abs=1e-6)
+
+
+def test_colour_match_ignores_renders_curation_rejected(data, tmp_path, no_weights):
+    """A rejected asset is not part of the curated set: it does not compete in the colour match,
+    even when its colour ties with a sample's own asset (and its uid sorts first)."""
+    import shutil
+
+    from diffusion4d.eval.api import run_metrics
+
+    gt = tmp_path / "gt"
+    shutil.copytree(data / "gt", gt)
+    cams = orbit_trajectory("dynamic", N_FRAMES, width=SIZE, height=SIZE)
+    write_clip(gt / "a_rejected" / "dynamic", _orbit(0), cams)
+    write_meta(gt / "a_rejected", {"uid": "a_rejected", "caption": "a rejected box", "status": "rejected"})
+    result = run_metrics({"copy": data / "copy"}, gt=gt, metrics=["colour"], output=None)
+    assert result.summary["copy"]["colour"].mean == pytest.approx(1.0) and result.summary["copy"]["colour"].n == 3
+    write_meta(gt / "a_rejected", {"uid": "a_rejected", "caption": "a rejected box", "status": "accepted"})
+    result = run_metrics({"copy": data / "copy"}, gt=gt, metrics=["colour"], output=None)
+    assert result.summary["copy"]["colour"].mean == pytest.approx(2 / 3)  # accepted, it wins the tie for asset0
 
 
 def test_motion_groups_record_identity_across_the_sweep(data, no_weights):
