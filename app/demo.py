@@ -170,17 +170,22 @@ def _cli(argv: List[str]) -> None:
         raise RuntimeError(f"'diffusion4d {' '.join(argv)}' exited with status {status}")
 
 
-def training_variants(assets_dir: Path) -> set:
-    """Uids of the procedural variants (``assets --amplitudes``: reduced motion amplitude;
-    ``--motion-shifts``: another asset's motion): training data only; the demo samples, sweeps
-    and scores the original assets."""
+def asset_records(assets_dir: Path) -> List[dict]:
+    """The lines of the procedural generator's ``assets.jsonl`` (empty when there is none)."""
     import json
 
     path = assets_dir / "assets.jsonl"
     if not path.is_file():
-        return set()
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return {r["uid"] for r in rows if float(r.get("amplitude_scale", 1.0)) != 1.0 or r.get("motion_from") is not None}
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def training_variants(assets_dir: Path) -> set:
+    """Uids of the procedural variants (``assets --amplitudes``: reduced motion amplitude;
+    ``--motion-shifts``: another asset's motion): training data only; the demo samples, sweeps
+    and scores the original assets."""
+    return {r["uid"] for r in asset_records(assets_dir)
+            if float(r.get("amplitude_scale", 1.0)) != 1.0 or r.get("motion_from") is not None}
 
 
 def _trained_uids(run: DemoRun) -> set:
@@ -339,16 +344,11 @@ def probe_captions(assets_dir: Path, uids, count: int, seed: int, trained=None) 
     come from an asset of ``uids`` but never occur together in a training asset (``trained``, by
     default ``uids``; it adds the variants, whose motions recombine objects); each with the uids
     it borrows from."""
-    import json
     import random
 
-    path = assets_dir / "assets.jsonl"
-    if not path.is_file():
-        return []
     trained = set(uids) | set(trained or ())
     every = []
-    for line in path.read_text().splitlines():
-        a = json.loads(line)
+    for a in asset_records(assets_dir):
         if a.get("uid") in trained and a.get("shape") and a.get("colour") and f" {a['shape']} " in a["caption"] + " ":
             motion = (a["caption"] + " ").split(f" {a['shape']} ", 1)[1].strip()
             every.append({"uid": a["uid"], "colour": a["colour"], "shape": a["shape"], "motion": motion})

@@ -48,8 +48,9 @@ def _smooth(values: List[float], window: int) -> List[float]:
 
 def _variants_paragraph(run: "DemoRun") -> str:
     """What the training-only variants in the table are (amplitude variants, motion swaps), when there are any."""
-    path = run.assets_dir / "assets.jsonl"
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+    from diffusion4d.app.demo import asset_records
+
+    rows = asset_records(run.assets_dir)
     scales = sorted({float(r.get("amplitude_scale", 1.0)) for r in rows} - {1.0}, reverse=True)
     parts = []
     if scales:
@@ -260,6 +261,7 @@ def _colour_check(run: "DemoRun", samples: List[dict]) -> Optional[dict]:
     """diffusion4d.eval.colour_match of the generated samples against every accepted asset's dynamic orbit."""
     from diffusion4d.io import frames_to_float
     from diffusion4d.eval.colour_match import colour_match, summary
+    from diffusion4d.eval.samples import object_of
 
     if not samples:
         return None
@@ -268,8 +270,7 @@ def _colour_check(run: "DemoRun", samples: List[dict]) -> Optional[dict]:
         folder = run.curated_dir / rec["uid"] / "dynamic"
         if rec.get("status") == "accepted" and folder.is_dir():
             refs[rec["uid"]] = frames_to_float(read_clip(folder).frames)
-            # renders of one object count once: the asset file's object (amplitude variants and motion swaps), else the caption
-            objects[rec["uid"]] = rec.get("object") or rec.get("caption") or rec["uid"]
+            objects[rec["uid"]] = object_of(run.curated_dir / rec["uid"]) or rec["uid"]  # renders of one object count once
     gen = {}
     for sample in samples:
         folder = run.generated_dir / "prompts" / sample["uid"] / "dynamic"
