@@ -48,7 +48,7 @@ STAGE_INPUTS: Dict[str, Tuple[str, ...]] = {
     "autoencoder": ("seed", "train_resolution", "autoencoder_steps", "autoencoder_overrides"),
     "train_prior": ("seed", "train_resolution", "frames", "prior_steps", "train_overrides"),  # train_overrides reach both stages
     "train": ("seed", "train_resolution", "frames", "train_steps", "train_overrides", "stage2_overrides"),
-    "generate": ("seed", "sampling_steps", "guidance", "prompts", "sweep_prompts", "probe_prompts", "sweep_values"),
+    "generate": ("seed", "sampling_seed", "sampling_steps", "guidance", "prompts", "sweep_prompts", "probe_prompts", "sweep_values"),
     "reconstruct": ("recon_preset",),
     "evaluate": ("eval_metrics",),
     "report": ("check_browser",),
@@ -118,21 +118,31 @@ class DemoRun:
 
         return json.loads(json.dumps({k: getattr(self.cfg, k) for k in STAGE_INPUTS.get(name, ())}))
 
-    def run_stage(self, name: str, fn: Callable[["DemoRun"], dict]) -> dict:
+    def changed_settings(self, name: str) -> Optional[List[str]]:
+        """The settings of stage ``name`` that differ from those its recorded run read (sorted; [] when
+        none), or None when the stage has not finished in this folder."""
         import json
+
+        done = self.state.get(name)
+        if not done or done.get("status") != "done":
+            return None
+        inputs = self.stage_inputs(name)
+        recorded = done.get("inputs", inputs)  # states written before inputs were recorded: reused
+        # a setting added after the stage ran was at its default then
+        defaults = json.loads(json.dumps({k: getattr(DemoConfig(), k) for k in inputs if k not in recorded}))
+        recorded = {**defaults, **recorded}
+        return sorted(k for k in inputs if recorded.get(k) != inputs[k])
+
+    def run_stage(self, name: str, fn: Callable[["DemoRun"], dict]) -> dict:
         import shutil
 
         done = self.state.get(name)
         inputs = self.stage_inputs(name)
-        if done and done.get("status") == "done":
-            recorded = done.get("inputs", inputs)  # states written before inputs were recorded: reused
-            # a setting added after the stage ran was at its default then
-            defaults = json.loads(json.dumps({k: getattr(DemoConfig(), k) for k in inputs if k not in recorded}))
-            recorded = {**defaults, **recorded}
-            if not self.redo_rest and recorded == inputs:
+        changed = self.changed_settings(name)
+        if changed is not None:
+            if not self.redo_rest and not changed:
                 logger.info("stage %s: already done (%.1f s), skipping (use --force to redo)", name, done["seconds"])
                 return done
-            changed = sorted(k for k in inputs if recorded.get(k) != inputs[k])
             why = f"settings changed ({', '.join(changed)})" if changed else "an earlier stage was redone"
             folder = self.stage_folder(name)
             logger.info("stage %s: %s, redoing it%s", name, why, f" from an empty {folder}" if folder else "")
@@ -270,8 +280,8 @@ def _train(run: DemoRun, preset: str, output: Path, steps: int, extra: List[str]
 
 
 def _vae_overrides(run: DemoRun) -> List[str]:
-    folder = run.state.get("autoencoder", {}).get("folder")
-    return [f"model.vae={folder}"] if folder else []
+    # the folder, not the path the state recorded: a relative --output resolves from where the demo runs now
+    return [f"model.vae={run.autoencoder_dir}"] if run.state.get("autoencoder", {}).get("folder") else []
 
 
 def stage_train_prior(run: DemoRun) -> dict:
@@ -283,7 +293,7 @@ def stage_train_prior(run: DemoRun) -> dict:
 
 def stage_train(run: DemoRun) -> dict:
     """Stage 2: the tiny 4D model, started from the stage-1 prior, which its checkpoints carry frozen."""
-    prior = run.state.get("train_prior", {}).get("checkpoint")
+    prior = str(_latest_checkpoint(run.prior_dir)) if run.state.get("train_prior", {}).get("checkpoint") else None
     extra = [f"model.base={prior}", "model.text_encoder=base"] if prior else []
     checkpoint = _train(run, "tiny.yaml", run.train_dir, run.cfg.train_steps, extra, run.cfg.stage2_overrides)
     return {"checkpoint": str(checkpoint), "prior": prior}
@@ -312,7 +322,8 @@ def stage_generate(run: DemoRun) -> dict:
     c = run.cfg
     model = str(_latest_checkpoint(run))
     accepted = _accepted(run)
-    common = ["--model", model, "--steps", str(c.sampling_steps), "--seed", str(c.seed), "--device", run.device,
+    noise_seed = c.seed if c.sampling_seed is None else c.sampling_seed
+    common = ["--model", model, "--steps", str(c.sampling_steps), "--seed", str(noise_seed), "--device", run.device,
               "--guidance", str(c.guidance[0]), str(c.guidance[1])]  # fmt: skip
     # 1. text-to-4D for training captions, each with its asset's own motion, named by uid (evaluated against its renders)
     samples = []

@@ -1,7 +1,7 @@
 """``DemoConfig``: the settings of ``diffusion4d demo`` (presets in ``configs/demo/``)."""
 
 from dataclasses import dataclass, field
-from typing import List
+from typing import List, Optional
 
 
 @dataclass
@@ -29,6 +29,9 @@ class DemoConfig:
     probe_prompts: int = 3  # captions recombining training attributes never seen together (generalisation probe, no bar)
     sweep_values: int = 5  # requested magnitudes of a motion sweep: evenly spaced from 0 to the largest m of the curated assets
     sampling_steps: int = 20  # DDIM steps
+    # initial-noise seed of the generate stage (None: ``seed``); benchmarks/demo_seeds.py varies it alone
+    # to measure how much the targets depend on the one noise draw the demo samples with
+    sampling_seed: Optional[int] = None
     guidance: List[float] = field(default_factory=lambda: [3.0, 0.5])  # w1, w2 of the 3D-aware CFG
     recon_preset: str = "demo"  # reconstruction preset (configs/recon)
     eval_metrics: str = "clip_f,clip_o,psnr,ssim,lpips,iou,colour,fvd,motion,time"  # metrics of eval/run_metrics.py

@@ -1,0 +1,180 @@
+"""How often do the demo's targets hold? Rerun the later stages of one finished demo over several seeds.
+
+The demo scores one trained model on one noise draw, so a single run says little about how often its
+targets hold. This study keeps the demo's data, autoencoder and stage-1 prior, and for each pair
+(stage-2 training seed T, sampling seed S) runs the rest of the demo again: stage 2 with
+``stage2_overrides=[..., "seed=T"]`` (reused when T is the demo's own training seed or was already trained
+for an earlier S), then generation with ``sampling_seed=S``, reconstruction, evaluation and the report.
+It is the demo's own code with the demo's own settings (``diffusion4d demo --config DEMO/demo_config.yaml``),
+in one folder per pair, ``DEMO/seed_study/train<T>_noise<S>/``, whose finished stages are links to the
+demo's. Each target is then counted over the pairs ("met on k of n"); peak memory is left out (a rerun
+process holds only the later stages).
+
+    python benchmarks/demo_seeds.py --demo demo_out --sampling-seeds 0,1000,2000 [--train-seeds 0,1] [--results benchmarks/RESULTS.md]
+
+An interrupted study resumes: finished pairs are read back, an unfinished one continues from its last stage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+#: stages whose results a pair reuses from the demo (stage 2 only when the pair trains with the demo's seed)
+SHARED_STAGES = ("assets", "curate", "autoencoder", "train_prior")
+#: targets counted over the seeds (peak memory is a property of the whole demo process, not of a rerun)
+COUNTED_TARGETS = ("iou", "colour", "spearman", "identity_iou", "recon_psnr")
+
+
+def training_seed(cfg) -> int:
+    """The seed stage 2 trains with: the last ``seed=`` of ``stage2_overrides``, else the demo's seed."""
+    seed = cfg.seed
+    for item in cfg.stage2_overrides:
+        key, _, value = item.partition("=")
+        if key.strip() == "seed":
+            seed = int(value)
+    return seed
+
+
+def pair_overrides(cfg, train_seed: int, sampling_seed: int) -> List[str]:
+    """Demo overrides of one pair (the demo's own stage-2 overrides, then its seed when it differs)."""
+    overrides = [f"sampling_seed={sampling_seed}", "check_browser=false"]
+    if train_seed != training_seed(cfg):
+        overrides.append("stage2_overrides=" + json.dumps([*cfg.stage2_overrides, f"seed={train_seed}"]))
+    return overrides
+
+
+def prepare_pair(demo: Path, folder: Path, stages: Dict[str, Path]) -> None:
+    """Make ``folder`` a demo folder whose stages ``stages`` (name -> finished demo folder holding it)
+    are links to those folders' results, with their ``demo_state.json`` entries. Stages the pair
+    already finished itself are kept (an interrupted study resumes)."""
+    from diffusion4d.app.demo import STATE_FILE, DemoRun
+    from diffusion4d.io.records import DemoState
+
+    folder.mkdir(parents=True, exist_ok=True)
+    state_path = folder / STATE_FILE
+    state = DemoState.read(state_path).stages if state_path.exists() else {}
+    probe = DemoRun(folder, None, "cpu", False)
+    for name, source in stages.items():
+        entry = DemoState.read(source / STATE_FILE).stages.get(name)
+        if not entry or entry.get("status") != "done":
+            raise SystemExit(f"demo_seeds: stage '{name}' has not finished in {source}")
+        link, target = probe.stage_folder(name), DemoRun(source, None, "cpu", False).stage_folder(name)
+        if link.is_symlink():
+            link.unlink()
+        elif link.exists():
+            raise SystemExit(f"demo_seeds: {link} exists and is not a link to {target}; delete it to redo this pair")
+        os.symlink(target.resolve(), link, target_is_directory=True)
+        state[name] = entry
+    DemoState(stages=state).write(state_path)
+
+
+def check_reused(folder: Path, cfg, names: Sequence[str]) -> None:
+    """Fail when a linked stage would be redone with ``cfg`` (the demo would delete a link's target)."""
+    from diffusion4d.app.demo import DemoRun
+
+    run = DemoRun(folder, cfg, "cpu", False)
+    for name in names:
+        changed = run.changed_settings(name)
+        if changed:
+            raise SystemExit(f"demo_seeds: stage '{name}' of {folder} would be redone (settings changed: {', '.join(changed)})")
+
+
+def run_pair(demo: Path, folder: Path, overrides: Sequence[str]) -> float:
+    """``diffusion4d demo`` on the pair's folder in a fresh process (as a user runs it); its wall seconds."""
+    start = time.perf_counter()
+    cmd = [sys.executable, "-c", "import sys; from diffusion4d.app import main; sys.exit(main(sys.argv[1:]))",
+           "demo", "--output", str(folder), "--config", str(demo / "demo_config.yaml"), *overrides]  # fmt: skip
+    print("+ diffusion4d " + " ".join(cmd[3:]), flush=True)
+    if subprocess.run(cmd).returncode != 0:
+        raise SystemExit(f"demo_seeds: the demo failed in {folder}")
+    return time.perf_counter() - start
+
+
+def count_met(rows: List[dict]) -> Dict[str, str]:
+    """Per target, and for all counted targets together: "k of n" over the rows that measured it."""
+    counts = {}
+    for key in COUNTED_TARGETS:
+        verdicts = [r["targets"][key]["met"] for r in rows if r["targets"].get(key, {}).get("met") is not None]
+        counts[key] = f"{sum(verdicts)} of {len(verdicts)}"
+    every = [all(r["targets"].get(k, {}).get("met") for k in COUNTED_TARGETS) for r in rows]
+    counts["all"] = f"{sum(every)} of {len(every)}"
+    return counts
+
+
+def table(rows: List[dict]) -> List[str]:
+    def cell(t: dict) -> str:
+        value = t.get("value")
+        text = "n/a" if value is None else f"{value:.3g}"
+        return text + ("" if t.get("met") else " (x)")
+
+    lines = ["| stage-2 seed | sampling seed | IoU | colour | rho | identity | recon dB | all met | seconds |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        t = r["targets"]
+        ok = all(t.get(k, {}).get("met") for k in COUNTED_TARGETS)
+        lines.append(f"| {r['train_seed']} | {r['sampling_seed']} | " + " | ".join(cell(t.get(k, {})) for k in COUNTED_TARGETS)
+                     + f" | {'yes' if ok else 'no'} | {r['seconds']:.0f} |")
+    counts = count_met(rows)
+    lines.append("| **met on** | | " + " | ".join(counts[k] for k in COUNTED_TARGETS) + f" | {counts['all']} | |")
+    return lines
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--demo", required=True, help="a finished demo output folder")
+    p.add_argument("--sampling-seeds", default="0,1000,2000", help="comma list of noise seeds of the generate stage")
+    p.add_argument("--train-seeds", default=None, help="comma list of stage-2 training seeds (default: the demo's own)")
+    p.add_argument("--results", default=None, help="append a section to this RESULTS.md")
+    args = p.parse_args(argv)
+
+    from diffusion4d.app.demo import load_demo_config
+
+    demo = Path(args.demo)
+    if not (demo / "demo_config.yaml").is_file():
+        raise SystemExit(f"demo_seeds: {demo} is not a demo folder (no demo_config.yaml)")
+    cfg = load_demo_config(str(demo / "demo_config.yaml"), False, [])
+    own = training_seed(cfg)
+    train_seeds = [int(x) for x in args.train_seeds.split(",")] if args.train_seeds else [own]
+    sampling_seeds = [int(x) for x in args.sampling_seeds.split(",")]
+    rows = []
+    for t in train_seeds:
+        trained: Optional[Path] = demo if t == own else None  # a finished folder holding stage 2 with seed t
+        for s in sampling_seeds:
+            folder = demo / "seed_study" / f"train{t}_noise{s}"
+            overrides = pair_overrides(cfg, t, s)
+            shared = {name: demo for name in SHARED_STAGES}
+            if trained is not None and trained != folder:
+                shared["train"] = trained
+            prepare_pair(demo, folder, shared)
+            check_reused(folder, load_demo_config(str(demo / "demo_config.yaml"), False, overrides), list(shared))
+            seconds = run_pair(demo, folder, overrides)
+            trained = trained or folder
+            metrics = json.loads((folder / "metrics.json").read_text())
+            rows.append({"train_seed": t, "sampling_seed": s, "targets": metrics["targets"], "seconds": seconds})
+            print(json.dumps({"train_seed": t, "sampling_seed": s, **{k: metrics["targets"][k]["value"] for k in COUNTED_TARGETS}}), flush=True)
+    lines = table(rows)
+    print("\n".join(lines))
+    if args.results:
+        head = [
+            "",
+            f"### Demo targets over seeds ({datetime.date.today().isoformat()}, {platform.node()}, CPU)",
+            "",
+            f"Command: `python benchmarks/demo_seeds.py --demo {args.demo} --sampling-seeds {args.sampling_seeds}"
+            + (f" --train-seeds {args.train_seeds}" if args.train_seeds else "") + "`; (x): target missed; seconds: the rerun of the later stages.",
+            "",
+        ]
+        with open(args.results, "a") as f:
+            f.write("\n".join(head + lines) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
