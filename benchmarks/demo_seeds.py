@@ -3,14 +3,17 @@
 The demo scores one trained model on one noise draw, so a single run says little about how often its
 targets hold. This study keeps the demo's data, autoencoder and stage-1 prior, and for each pair
 (stage-2 training seed T, sampling seed S) runs the rest of the demo again: stage 2 with
-``stage2_overrides=[..., "seed=T"]`` (reused when T is the demo's own training seed or was already trained
-for an earlier S), then generation with ``sampling_seed=S``, reconstruction, evaluation and the report.
-It is the demo's own code with the demo's own settings (``diffusion4d demo --config DEMO/demo_config.yaml``),
-in one folder per pair, ``DEMO/seed_study/train<T>_noise<S>/``, whose finished stages are links to the
-demo's. Each target is then counted over the pairs ("met on k of n"); peak memory is left out (a rerun
-process holds only the later stages).
+``stage2_overrides=[..., "seed=T"]`` (trained once per T, and taken from the demo when its settings are
+the demo's), then generation with ``sampling_seed=S``, reconstruction, evaluation and the report. It is
+the demo's own code with the demo's own settings (``diffusion4d demo --config DEMO/demo_config.yaml``),
+in one folder per pair, ``DEMO/seed_study/<label>/train<T>_noise<S>/``, whose finished stages are links
+to the demo's; the demo's own pair is read from its ``metrics.json``. ``--set KEY=VALUE`` studies a
+candidate setting of stage 2 or a later stage on the same data (label: the settings). Each target is
+then counted over the pairs ("met on k of n"); peak memory is left out (a rerun process holds only
+the later stages).
 
     python benchmarks/demo_seeds.py --demo demo_out --sampling-seeds 0,1000,2000 [--train-seeds 0,1] [--results benchmarks/RESULTS.md]
+    python benchmarks/demo_seeds.py --demo demo_out --set 'stage2_overrides=["optim.lr_scheduler=cosine"]'
 
 An interrupted study resumes: finished pairs are read back, an unfinished one continues from its last stage.
 """
@@ -30,6 +33,8 @@ from typing import Dict, List, Optional, Sequence
 
 #: stages whose results a pair reuses from the demo (stage 2 only when the pair trains with the demo's seed)
 SHARED_STAGES = ("assets", "curate", "autoencoder", "train_prior")
+#: stages every pair reruns (their seconds are a pair's cost)
+LATER_STAGES = ("generate", "reconstruct", "evaluate", "report")
 #: targets counted over the seeds (peak memory is a property of the whole demo process, not of a rerun)
 COUNTED_TARGETS = ("iou", "colour", "spearman", "identity_iou", "recon_psnr")
 
@@ -44,9 +49,15 @@ def training_seed(cfg) -> int:
     return seed
 
 
+def noise_seed(cfg) -> int:
+    """The seed the generate stage samples with (``sampling_seed``, else the demo's seed)."""
+    return cfg.seed if cfg.sampling_seed is None else cfg.sampling_seed
+
+
 def pair_overrides(cfg, train_seed: int, sampling_seed: int) -> List[str]:
-    """Demo overrides of one pair (the demo's own stage-2 overrides, then its seed when it differs)."""
-    overrides = [f"sampling_seed={sampling_seed}", "check_browser=false"]
+    """Demo overrides of one pair: each seed only where it differs from ``cfg``'s (the stage-2 seed
+    after ``cfg``'s own stage-2 overrides)."""
+    overrides = [f"sampling_seed={sampling_seed}"] if sampling_seed != noise_seed(cfg) else []
     if train_seed != training_seed(cfg):
         overrides.append("stage2_overrides=" + json.dumps([*cfg.stage2_overrides, f"seed={train_seed}"]))
     return overrides
@@ -127,34 +138,55 @@ def table(rows: List[dict]) -> List[str]:
     return lines
 
 
+def study_label(settings: Sequence[str]) -> str:
+    """Folder name of a study: ``demo`` for the demo's own settings, else the settings, made safe."""
+    if not settings:
+        return "demo"
+    text = "_".join(settings)
+    return "".join(ch if ch.isalnum() or ch in "._=-" else "-" for ch in text)[:100]
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--demo", required=True, help="a finished demo output folder")
     p.add_argument("--sampling-seeds", default="0,1000,2000", help="comma list of noise seeds of the generate stage")
     p.add_argument("--train-seeds", default=None, help="comma list of stage-2 training seeds (default: the demo's own)")
+    p.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+                   help="a demo setting of the candidate studied (repeatable; stage 2 and later stages only), "
+                        "e.g. 'stage2_overrides=[\"optim.lr_scheduler=cosine\"]'")
     p.add_argument("--results", default=None, help="append a section to this RESULTS.md")
     args = p.parse_args(argv)
 
-    from diffusion4d.app.demo import load_demo_config
+    from diffusion4d.app.demo import STAGES, DemoRun, load_demo_config
 
     demo = Path(args.demo)
-    if not (demo / "demo_config.yaml").is_file():
+    config = demo / "demo_config.yaml"
+    if not config.is_file():
         raise SystemExit(f"demo_seeds: {demo} is not a demo folder (no demo_config.yaml)")
-    cfg = load_demo_config(str(demo / "demo_config.yaml"), False, [])
-    own = training_seed(cfg)
+    base = load_demo_config(str(config), False, args.settings)
+    own = training_seed(base)
     train_seeds = [int(x) for x in args.train_seeds.split(",")] if args.train_seeds else [own]
     sampling_seeds = [int(x) for x in args.sampling_seeds.split(",")]
     rows = []
     for t in train_seeds:
-        trained: Optional[Path] = demo if t == own else None  # a finished folder holding stage 2 with seed t
+        trained: Optional[Path] = None  # a finished folder holding stage 2 of this pair's settings
         for s in sampling_seeds:
-            folder = demo / "seed_study" / f"train{t}_noise{s}"
-            overrides = pair_overrides(cfg, t, s)
+            overrides = [*args.settings, *pair_overrides(base, t, s)]
+            cfg = load_demo_config(str(config), False, overrides)
+            as_demo = DemoRun(demo, cfg, "cpu", False)
+            if all(as_demo.changed_settings(name) == [] for name, _ in STAGES) and (demo / "metrics.json").is_file():
+                # the demo itself ran with exactly these settings: read it back
+                seconds = sum(as_demo.state[name].get("seconds", 0.0) for name in LATER_STAGES)
+                rows.append({"train_seed": t, "sampling_seed": s, "targets": json.loads((demo / "metrics.json").read_text())["targets"], "seconds": seconds})
+                continue
+            if trained is None and as_demo.changed_settings("train") == []:
+                trained = demo
+            folder = demo / "seed_study" / study_label(args.settings) / f"train{t}_noise{s}"
             shared = {name: demo for name in SHARED_STAGES}
             if trained is not None and trained != folder:
                 shared["train"] = trained
             prepare_pair(demo, folder, shared)
-            check_reused(folder, load_demo_config(str(demo / "demo_config.yaml"), False, overrides), list(shared))
+            check_reused(folder, cfg, list(shared))
             seconds = run_pair(demo, folder, overrides)
             trained = trained or folder
             metrics = json.loads((folder / "metrics.json").read_text())
@@ -168,7 +200,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             f"### Demo targets over seeds ({datetime.date.today().isoformat()}, {platform.node()}, CPU)",
             "",
             f"Command: `python benchmarks/demo_seeds.py --demo {args.demo} --sampling-seeds {args.sampling_seeds}"
-            + (f" --train-seeds {args.train_seeds}" if args.train_seeds else "") + "`; (x): target missed; seconds: the rerun of the later stages.",
+            + (f" --train-seeds {args.train_seeds}" if args.train_seeds else "") + "".join(f" --set '{x}'" for x in args.settings) + "`; (x): target missed; seconds: the rerun of the later stages.",
             "",
         ]
         with open(args.results, "a") as f:

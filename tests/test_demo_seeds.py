@@ -67,10 +67,12 @@ def test_pairs_rerun_only_what_their_seeds_reach(tmp_path, monkeypatch):
     results = tmp_path / "RESULTS.md"
     assert ds.main(["--demo", str(demo), "--sampling-seeds", "0,1000", "--train-seeds", "0,5", "--results", str(results)]) == 0
     later = ["generate", "reconstruct", "evaluate", "report"]
-    assert calls == [("train0_noise0", s) for s in later] + [("train0_noise1000", s) for s in later] \
+    # the demo's own pair (train 0, noise 0) is read from its metrics.json
+    assert calls == [("train0_noise1000", s) for s in later] \
         + [("train5_noise0", s) for s in ["train", *later]] + [("train5_noise1000", s) for s in later]
-    study = demo / "seed_study"
-    assert (study / "train0_noise0" / "train").is_symlink()  # the demo's own stage 2
+    study = demo / "seed_study" / "demo"
+    assert not (study / "train0_noise0").exists()
+    assert (study / "train0_noise1000" / "train").is_symlink()  # the demo's own stage 2
     assert (study / "train5_noise1000" / "train").resolve() == (study / "train5_noise0" / "train").resolve()  # trained once per seed
     assert json.loads((study / "train5_noise0" / "train" / "made_with.json").read_text())["stage2_overrides"] == ["seed=5"]
     assert (study / "train0_noise1000" / "curated").resolve() == (demo / "curated").resolve()
@@ -103,7 +105,33 @@ def test_training_seed_and_pair_overrides():
     ds = _module()
     cfg = load_demo_config(None, False, ['stage2_overrides=["loss.omega=1", "seed=3"]'])
     assert ds.training_seed(cfg) == 3
-    assert ds.pair_overrides(cfg, 3, 7) == ["sampling_seed=7", "check_browser=false"]
+    assert ds.pair_overrides(cfg, 3, 7) == ["sampling_seed=7"]
+    assert ds.pair_overrides(cfg, 3, 0) == []  # the demo's own seeds: no override, so its own run is recognised
     pair = load_demo_config(None, False, ['stage2_overrides=["loss.omega=1", "seed=3"]', *ds.pair_overrides(cfg, 4, 7)])
     assert pair.stage2_overrides == ["loss.omega=1", "seed=3", "seed=4"] and pair.sampling_seed == 7
     assert ds.training_seed(pair) == 4
+
+
+def test_a_candidate_setting_is_studied_on_the_same_data(tmp_path, monkeypatch):
+    ds = _module()
+    demo = tmp_path / "demo"
+    demo.mkdir()
+    calls = []
+    _fake_demo(demo, [], calls)
+    monkeypatch.setattr(ds, "run_pair", lambda demo_folder, folder, overrides: _fake_demo(folder, overrides, calls) or 1.0)
+    later = ["generate", "reconstruct", "evaluate", "report"]
+
+    # a sampling setting: every pair, the demo's own seeds included, reuses the demo's stage 2
+    calls.clear()
+    assert ds.main(["--demo", str(demo), "--sampling-seeds", "0,1000", "--set", "guidance=[2.0, 0.5]"]) == 0
+    assert calls == [("train0_noise0", s) for s in later] + [("train0_noise1000", s) for s in later]
+    study = demo / "seed_study" / "guidance=-2.0--0.5-"
+    assert (study / "train0_noise0" / "train").resolve() == (demo / "train").resolve()
+
+    # a stage-2 setting: stage 2 is trained once, in the first pair, and the next pair links to it
+    calls.clear()
+    assert ds.main(["--demo", str(demo), "--sampling-seeds", "0,1000", "--set", 'stage2_overrides=["loss.omega=1"]']) == 0
+    assert calls == [("train0_noise0", s) for s in ["train", *later]] + [("train0_noise1000", s) for s in later]
+    study = next(p for p in (demo / "seed_study").iterdir() if "omega" in p.name)
+    made = json.loads((study / "train0_noise1000" / "train" / "made_with.json").read_text())
+    assert made["stage2_overrides"] == ["loss.omega=1"] and (study / "train0_noise1000" / "train").is_symlink()
