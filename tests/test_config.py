@@ -70,3 +70,12 @@ def test_quoted_items_may_hold_brackets_and_commas():
 def test_missing_file():
     with pytest.raises(ConfigError, match="not found"):
         load_config(Cfg, "/nonexistent.yaml")
+
+
+def test_ema_power_outside_0_1_is_a_clear_error():
+    from diffusion4d.config import ConfigError
+    from diffusion4d.train.train_config import TrainConfig
+
+    assert load_config(TrainConfig, None, ["ema_power=0.8"]).ema_power == 0.8
+    with pytest.raises(ConfigError, match="ema_power must be in"):
+        load_config(TrainConfig, None, ["ema_power=1.5"])

@@ -36,7 +36,8 @@ def runs(tmp_path_factory):
     n = torch.get_num_threads()
     try:
         _reset_accelerate()
-        cfg_a = load_config(TrainConfig, preset, SMALL + [f"data.root={root / 'data'}", f"output_dir={root / 'a'}"])
+        # ema_power: the EMA's power warm-up, stored in its checkpointed state (the resumed run b gets it back)
+        cfg_a = load_config(TrainConfig, preset, SMALL + [f"data.root={root / 'data'}", f"output_dir={root / 'a'}", "ema_power=0.75"])
         a = run(cfg_a)
         _reset_accelerate()
         cfg_b = load_config(TrainConfig, preset, SMALL + [f"data.root={root / 'data'}", f"output_dir={root / 'b'}",
@@ -77,6 +78,7 @@ def test_checkpoints_outputs_and_reload(runs):
     # the tiny preset keeps an EMA: the pipeline folder holds the EMA weights (accelerate's
     # custom_checkpoint_0 is the EMAModel state), accelerate_state the raw trained weights
     ema = torch.load(ck / "accelerate_state" / "custom_checkpoint_0.pkl", weights_only=False)
+    assert ema["use_ema_warmup"] and ema["power"] == 0.75 and ema["optimization_step"] == 6
     names = [k for k, _ in unet.named_parameters()]
     assert len(names) == len(ema["shadow_params"])
     shadow = dict(zip(names, ema["shadow_params"]))

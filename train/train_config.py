@@ -121,7 +121,11 @@ class TrainConfig:
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"  # accelerate mixed precision
     num_threads: int = 0  # torch CPU threads (0 = leave torch's default)
     ema: bool = False  # keep an EMA of the UNet (saved in pipeline folders)
-    ema_decay: float = 0.9999  # EMA decay
+    ema_decay: float = 0.9999  # EMA decay (the largest it gets)
+    # EMA warm-up: null keeps diffusers' (1 + step) / (10 + step), an average over about the last 10 % of the
+    # steps; a power p uses 1 - (1 + step)^-p instead (diffusers' use_ema_warmup), about the last (1 + step)^p
+    # steps (p = 2/3: ~100 of 1000, p = 0.85: ~350 of 1000)
+    ema_power: Optional[float] = None
     checkpoint_every: int = 50  # save checkpoint-<step> every N steps (0 = only at the end)
     keep_last: int = 3  # checkpoints kept
     log_every: int = 1  # scalars to trackers every N steps
@@ -141,6 +145,8 @@ class TrainConfig:
             raise ValueError("keep_last must be >= 1")
         if self.process_group_timeout_minutes < 1:
             raise ValueError("process_group_timeout_minutes must be >= 1")
+        if self.ema_power is not None and not 0.0 < self.ema_power < 1.0:
+            raise ValueError(f"ema_power must be in (0, 1) (or null for diffusers' default warm-up), got {self.ema_power}")
         d = self.dropout
         for name in ("all", "text", "image", "static", "motion"):
             if not 0.0 <= getattr(d, name) <= 1.0:

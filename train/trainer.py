@@ -253,7 +253,9 @@ class Trainer:
             from diffusers.training_utils import EMAModel
 
             # optim.fused: one multi-tensor update instead of a Python loop over every parameter (same arithmetic)
-            self.ema = EMAModel(self.unet.parameters(), decay=cfg.ema_decay, foreach=fused, model_cls=type(self.unet), model_config=self.unet.config)
+            warmup = {"use_ema_warmup": True, "power": cfg.ema_power} if cfg.ema_power is not None else {}
+            self.ema = EMAModel(self.unet.parameters(), decay=cfg.ema_decay, foreach=fused, model_cls=type(self.unet),
+                                model_config=self.unet.config, **warmup)  # fmt: skip
         self.unet, self.optimizer, self.lr_scheduler = acc.prepare(self.unet, self.optimizer, self.lr_scheduler)
         self.model_dtype = next(acc.unwrap_model(self.unet).parameters()).dtype  # bf16/fp16 under DeepSpeed, else fp32
         launcher = os.environ.get("ACCELERATE_MIXED_PRECISION")
