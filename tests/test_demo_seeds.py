@@ -50,12 +50,18 @@ def _fake_demo(out: Path, overrides, calls):
         run.run_stage(name, fn)
 
 
-def test_pairs_rerun_only_what_their_seeds_reach(tmp_path, monkeypatch):
-    ds = _module()
+def _finished_demo(tmp_path, calls):
+    """A finished fake demo folder."""
     demo = tmp_path / "demo"
     demo.mkdir()
-    calls = []
     _fake_demo(demo, [], calls)
+    return demo
+
+
+def test_pairs_rerun_only_what_their_seeds_reach(tmp_path, monkeypatch):
+    ds = _module()
+    calls = []
+    demo = _finished_demo(tmp_path, calls)
     before = (demo / "generated" / "made_with.json").read_text()
 
     def fake_run_pair(demo_folder, folder, overrides):
@@ -89,9 +95,7 @@ def test_pairs_rerun_only_what_their_seeds_reach(tmp_path, monkeypatch):
 
 def test_a_shared_stage_that_would_be_redone_is_refused(tmp_path):
     ds = _module()
-    demo = tmp_path / "demo"
-    demo.mkdir()
-    _fake_demo(demo, [], [])
+    demo = _finished_demo(tmp_path, [])
     pair = tmp_path / "pair"
     shared = {name: demo for name in ds.SHARED_STAGES}
     ds.prepare_pair(demo, pair, shared)
@@ -114,10 +118,8 @@ def test_training_seed_and_pair_overrides():
 
 def test_a_candidate_setting_is_studied_on_the_same_data(tmp_path, monkeypatch):
     ds = _module()
-    demo = tmp_path / "demo"
-    demo.mkdir()
     calls = []
-    _fake_demo(demo, [], calls)
+    demo = _finished_demo(tmp_path, calls)
     monkeypatch.setattr(ds, "run_pair", lambda demo_folder, folder, overrides: _fake_demo(folder, overrides, calls) or 1.0)
     later = ["generate", "reconstruct", "evaluate", "report"]
 
