@@ -135,7 +135,13 @@ def table(rows: List[dict]) -> List[str]:
                      + f" | {'yes' if ok else 'no'} | {r['seconds']:.0f} |")
     counts = count_met(rows)
     lines.append("| **met on** | | " + " | ".join(counts[k] for k in COUNTED_TARGETS) + f" | {counts['all']} | |")
+    lines.append("| mean | | " + " | ".join(_mean(rows, k) for k in COUNTED_TARGETS) + " | | |")
     return lines
+
+
+def _mean(rows: List[dict], key: str) -> str:
+    values = [r["targets"][key]["value"] for r in rows if isinstance(r["targets"].get(key, {}).get("value"), (int, float))]
+    return f"{sum(values) / len(values):.3g}" if values else "n/a"
 
 
 def study_label(settings: Sequence[str]) -> str:
@@ -187,7 +193,10 @@ def main(argv: Optional[List[str]] = None) -> int:
                 shared["train"] = trained
             prepare_pair(demo, folder, shared)
             check_reused(folder, cfg, list(shared))
-            seconds = run_pair(demo, folder, overrides)
+            run_pair(demo, folder, overrides)
+            # the stages this pair ran itself (from its state, so a pair read back reports the same)
+            own_stages = DemoRun(folder, cfg, "cpu", False).state
+            seconds = sum(entry.get("seconds", 0.0) for name, entry in own_stages.items() if name not in shared)
             trained = trained or folder
             metrics = json.loads((folder / "metrics.json").read_text())
             rows.append({"train_seed": t, "sampling_seed": s, "targets": metrics["targets"], "seconds": seconds})
@@ -200,7 +209,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             f"### Demo targets over seeds ({datetime.date.today().isoformat()}, {platform.node()}, CPU)",
             "",
             f"Command: `python benchmarks/demo_seeds.py --demo {args.demo} --sampling-seeds {args.sampling_seeds}"
-            + (f" --train-seeds {args.train_seeds}" if args.train_seeds else "") + "".join(f" --set '{x}'" for x in args.settings) + "`; (x): target missed; seconds: the rerun of the later stages.",
+            + (f" --train-seeds {args.train_seeds}" if args.train_seeds else "") + "".join(f" --set '{x}'" for x in args.settings) + "`; (x): target missed; seconds: the stages the pair ran itself (stage 2 in the first pair of a training seed, then generation to report).",
             "",
         ]
         with open(args.results, "a") as f:

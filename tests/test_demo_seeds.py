@@ -36,7 +36,8 @@ def _fake_demo(out: Path, overrides, calls):
                 (folder / "made_with.json").write_text(json.dumps(r.stage_inputs(name)))
             if name == "report":
                 noise = r.cfg.seed if r.cfg.sampling_seed is None else r.cfg.sampling_seed
-                trained = json.loads((r.train_dir / "made_with.json").read_text())["stage2_overrides"]
+                stage2 = json.loads((r.train_dir / "made_with.json").read_text())["stage2_overrides"]
+                trained = any(item.startswith("seed=") for item in stage2)  # another training seed
                 targets = {
                     "iou": {"value": 0.7 if noise == 0 else 0.5, "target": 0.6, "met": noise == 0},
                     "colour": {"value": 0.6 if trained else 0.8, "target": 0.8, "met": not trained},
@@ -80,12 +81,13 @@ def test_pairs_rerun_only_what_their_seeds_reach(tmp_path, monkeypatch):
     assert not (study / "train0_noise0").exists()
     assert (study / "train0_noise1000" / "train").is_symlink()  # the demo's own stage 2
     assert (study / "train5_noise1000" / "train").resolve() == (study / "train5_noise0" / "train").resolve()  # trained once per seed
-    assert json.loads((study / "train5_noise0" / "train" / "made_with.json").read_text())["stage2_overrides"] == ["seed=5"]
+    assert json.loads((study / "train5_noise0" / "train" / "made_with.json").read_text())["stage2_overrides"] == [*load_demo_config(None, False, []).stage2_overrides, "seed=5"]
     assert (study / "train0_noise1000" / "curated").resolve() == (demo / "curated").resolve()
     assert (demo / "generated" / "made_with.json").read_text() == before  # the demo's own results are untouched
     assert json.loads((study / "train0_noise1000" / "generated" / "made_with.json").read_text())["sampling_seed"] == 1000
     text = results.read_text()
     assert "| **met on** | | 2 of 4 | 2 of 4 | 4 of 4 | 4 of 4 | 0 of 0 | 0 of 4 | |" in text  # unmeasured recon: no pair passes all
+    assert "| mean | | 0.6 | 0.7 | 1 | 0.9 | n/a | | |" in text
 
     # a rerun reads finished pairs back: nothing runs again
     calls.clear()
