@@ -322,8 +322,7 @@ def stage_generate(run: DemoRun) -> dict:
     c = run.cfg
     model = str(_latest_checkpoint(run))
     accepted = _accepted(run)
-    noise_seed = c.seed if c.sampling_seed is None else c.sampling_seed
-    common = ["--model", model, "--steps", str(c.sampling_steps), "--seed", str(noise_seed), "--device", run.device,
+    common = ["--model", model, "--steps", str(c.sampling_steps), "--seed", str(c.noise_seed()), "--device", run.device,
               "--guidance", str(c.guidance[0]), str(c.guidance[1])]  # fmt: skip
     # 1. text-to-4D for training captions, each with its asset's own motion, named by uid (evaluated against its renders)
     samples = []

@@ -36,3 +36,7 @@ class DemoConfig:
     recon_preset: str = "demo"  # reconstruction preset (configs/recon)
     eval_metrics: str = "clip_f,clip_o,psnr,ssim,lpips,iou,colour,fvd,motion,time"  # metrics of eval/run_metrics.py
     check_browser: bool = True  # open report.html in headless Chromium when available
+
+    def noise_seed(self) -> int:
+        """The seed the generate stage samples with: ``sampling_seed``, else ``seed``."""
+        return self.seed if self.sampling_seed is None else self.sampling_seed

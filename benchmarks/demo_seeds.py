@@ -49,15 +49,10 @@ def training_seed(cfg) -> int:
     return seed
 
 
-def noise_seed(cfg) -> int:
-    """The seed the generate stage samples with (``sampling_seed``, else the demo's seed)."""
-    return cfg.seed if cfg.sampling_seed is None else cfg.sampling_seed
-
-
 def pair_overrides(cfg, train_seed: int, sampling_seed: int) -> List[str]:
     """Demo overrides of one pair: each seed only where it differs from ``cfg``'s (the stage-2 seed
     after ``cfg``'s own stage-2 overrides)."""
-    overrides = [f"sampling_seed={sampling_seed}"] if sampling_seed != noise_seed(cfg) else []
+    overrides = [f"sampling_seed={sampling_seed}"] if sampling_seed != cfg.noise_seed() else []
     if train_seed != training_seed(cfg):
         overrides.append("stage2_overrides=" + json.dumps([*cfg.stage2_overrides, f"seed={train_seed}"]))
     return overrides

@@ -3,6 +3,7 @@ unchanged, and redoes every later stage after one is redone (fake stages: no mod
 
 import dataclasses
 import json
+from pathlib import Path
 
 from diffusion4d.app.demo import STAGE_INPUTS, STAGES, DemoRun
 from diffusion4d.app.demo_config import DemoConfig
@@ -101,12 +102,14 @@ def test_stage2_overrides_come_last_in_stage_2_only(tmp_path, monkeypatch):
 
     argvs = []
     monkeypatch.setattr(finetune, "main", lambda argv: argvs.append(list(argv)) or 0)
-    monkeypatch.setattr(demo, "_latest_checkpoint", lambda folder: tmp_path / "checkpoint-1")
+    monkeypatch.setattr(demo, "_latest_checkpoint", lambda folder: Path(folder) / "checkpoint-1")
     cfg = DemoConfig(train_overrides=["loss.omega=0", "loss.foreground_weight=1"], stage2_overrides=["loss.omega=5"])
     run = DemoRun(tmp_path, cfg, "cpu", False)
     demo.stage_train_prior(run)
-    run.state["train_prior"] = {"checkpoint": str(tmp_path / "prior")}
+    run.state["train_prior"] = {"checkpoint": "elsewhere/train_prior3d/checkpoint-1"}  # recorded from another working directory
     demo.stage_train(run)
     prior_argv, stage2_argv = argvs
+    # stage 2 starts from the prior in this folder, whatever path the state recorded
+    assert f"model.base={run.prior_dir / 'checkpoint-1'}" in stage2_argv
     assert "loss.omega=5" not in prior_argv and prior_argv[-2:] == cfg.train_overrides
     assert stage2_argv[-3:] == [*cfg.train_overrides, "loss.omega=5"]  # the trainer applies overrides in order: the last wins
