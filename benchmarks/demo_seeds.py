@@ -27,7 +27,6 @@ import os
 import platform
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
@@ -58,7 +57,7 @@ def pair_overrides(cfg, train_seed: int, sampling_seed: int) -> List[str]:
     return overrides
 
 
-def prepare_pair(demo: Path, folder: Path, stages: Dict[str, Path]) -> None:
+def prepare_pair(folder: Path, stages: Dict[str, Path]) -> None:
     """Make ``folder`` a demo folder whose stages ``stages`` (name -> finished demo folder holding it)
     are links to those folders' results, with their ``demo_state.json`` entries. Stages the pair
     already finished itself are kept (an interrupted study resumes)."""
@@ -94,15 +93,18 @@ def check_reused(folder: Path, cfg, names: Sequence[str]) -> None:
             raise SystemExit(f"demo_seeds: stage '{name}' of {folder} would be redone (settings changed: {', '.join(changed)})")
 
 
-def run_pair(demo: Path, folder: Path, overrides: Sequence[str]) -> float:
-    """``diffusion4d demo`` on the pair's folder in a fresh process (as a user runs it); its wall seconds."""
-    start = time.perf_counter()
+def run_pair(demo: Path, folder: Path, overrides: Sequence[str]) -> None:
+    """``diffusion4d demo`` on the pair's folder in a fresh process (as a user runs it)."""
     cmd = [sys.executable, "-c", "import sys; from diffusion4d.app import main; sys.exit(main(sys.argv[1:]))",
            "demo", "--output", str(folder), "--config", str(demo / "demo_config.yaml"), *overrides]  # fmt: skip
     print("+ diffusion4d " + " ".join(cmd[3:]), flush=True)
     if subprocess.run(cmd).returncode != 0:
         raise SystemExit(f"demo_seeds: the demo failed in {folder}")
-    return time.perf_counter() - start
+
+
+def all_met(targets: dict) -> bool:
+    """Whether a pair met every counted target (an unmeasured one counts as missed)."""
+    return all(targets.get(k, {}).get("met") for k in COUNTED_TARGETS)
 
 
 def count_met(rows: List[dict]) -> Dict[str, str]:
@@ -111,7 +113,7 @@ def count_met(rows: List[dict]) -> Dict[str, str]:
     for key in COUNTED_TARGETS:
         verdicts = [r["targets"][key]["met"] for r in rows if r["targets"].get(key, {}).get("met") is not None]
         counts[key] = f"{sum(verdicts)} of {len(verdicts)}"
-    every = [all(r["targets"].get(k, {}).get("met") for k in COUNTED_TARGETS) for r in rows]
+    every = [all_met(r["targets"]) for r in rows]
     counts["all"] = f"{sum(every)} of {len(every)}"
     return counts
 
@@ -125,9 +127,8 @@ def table(rows: List[dict]) -> List[str]:
     lines = ["| stage-2 seed | sampling seed | IoU | colour | rho | identity | recon dB | all met | seconds |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         t = r["targets"]
-        ok = all(t.get(k, {}).get("met") for k in COUNTED_TARGETS)
         lines.append(f"| {r['train_seed']} | {r['sampling_seed']} | " + " | ".join(cell(t.get(k, {})) for k in COUNTED_TARGETS)
-                     + f" | {'yes' if ok else 'no'} | {r['seconds']:.0f} |")
+                     + f" | {'yes' if all_met(t) else 'no'} | {r['seconds']:.0f} |")
     counts = count_met(rows)
     lines.append("| **met on** | | " + " | ".join(counts[k] for k in COUNTED_TARGETS) + f" | {counts['all']} | |")
     lines.append("| mean | | " + " | ".join(_mean(rows, k) for k in COUNTED_TARGETS) + " | | |")
@@ -186,7 +187,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             shared = {name: demo for name in SHARED_STAGES}
             if trained is not None and trained != folder:
                 shared["train"] = trained
-            prepare_pair(demo, folder, shared)
+            prepare_pair(folder, shared)
             check_reused(folder, cfg, list(shared))
             run_pair(demo, folder, overrides)
             # the stages this pair ran itself (from its state, so a pair read back reports the same)

@@ -67,7 +67,6 @@ def test_pairs_rerun_only_what_their_seeds_reach(tmp_path, monkeypatch):
 
     def fake_run_pair(demo_folder, folder, overrides):
         _fake_demo(folder, overrides, calls)
-        return 1.0
 
     monkeypatch.setattr(ds, "run_pair", fake_run_pair)
     calls.clear()
@@ -100,7 +99,7 @@ def test_a_shared_stage_that_would_be_redone_is_refused(tmp_path):
     demo = _finished_demo(tmp_path, [])
     pair = tmp_path / "pair"
     shared = {name: demo for name in ds.SHARED_STAGES}
-    ds.prepare_pair(demo, pair, shared)
+    ds.prepare_pair(pair, shared)
     cfg = load_demo_config(str(demo / "demo_config.yaml"), False, ["frames=4"])
     with pytest.raises(SystemExit, match="'curate' .* would be redone .*frames"):
         ds.check_reused(pair, cfg, list(shared))
@@ -122,7 +121,7 @@ def test_a_candidate_setting_is_studied_on_the_same_data(tmp_path, monkeypatch):
     ds = _module()
     calls = []
     demo = _finished_demo(tmp_path, calls)
-    monkeypatch.setattr(ds, "run_pair", lambda demo_folder, folder, overrides: _fake_demo(folder, overrides, calls) or 1.0)
+    monkeypatch.setattr(ds, "run_pair", lambda demo_folder, folder, overrides: _fake_demo(folder, overrides, calls))
     later = ["generate", "reconstruct", "evaluate", "report"]
 
     # a sampling setting: every pair, the demo's own seeds included, reuses the demo's stage 2
