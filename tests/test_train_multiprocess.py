@@ -29,12 +29,12 @@ ARGS = [
 ]
 
 
-def _launch(tmp_path, launcher_args, env_extra, port, extra=(), name="run", expect_ok=True):
+def _launch(tmp_path, launcher_args, env_extra, port, extra=(), name="run", expect_ok=True, base_env=None):
     data = tmp_path / "data"
     if not data.exists():
         write_synthetic_dataset(data, num_assets=3, num_frames=8, size=32, orbits=2)
     out = tmp_path / name
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "DIFFUSION4D_NO_PROGRESS": "1", **env_extra}
+    env = {**(os.environ if base_env is None else base_env), "HF_HUB_OFFLINE": "1", "DIFFUSION4D_NO_PROGRESS": "1", **env_extra}
     cmd = [ACCELERATE, "launch", *launcher_args, "--num_processes", "2", "--num_machines", "1",
            "--dynamo_backend", "no", "--main_process_port", str(port), str(REPO / "train" / "finetune.py"),
            "--config", str(REPO / "configs/train/tiny.yaml"), f"data.root={data}", f"output_dir={out}", *ARGS, *extra]
@@ -63,7 +63,10 @@ def _unet_weights(out):
 
 @pytest.mark.slow
 def test_ddp_gloo_two_processes_and_the_shared_latent_cache(tmp_path):
-    out = _launch(tmp_path, ["--multi_gpu", "--mixed_precision", "no"], {"ACCELERATE_USE_CPU": "true"}, 29541)
+    # the shipped CPU config, without ACCELERATE_USE_CPU: each rank must still join one DDP group (before
+    # the trainer asked for the CPU itself, both ranks trained separate replicas and skipped the barriers)
+    env = {k: v for k, v in os.environ.items() if k != "ACCELERATE_USE_CPU"}
+    out = _launch(tmp_path, ["--config_file", "configs/accelerate/cpu_ddp.yaml"], {}, 29541, base_env=env)
     _check(out)
     (cache,) = [p for p in (out / "latent_cache").iterdir() if p.is_dir()]
     built = [json.loads(x) for x in (cache / "build_log.jsonl").read_text().splitlines()]

@@ -110,7 +110,7 @@ def first_logged_loss(path: Path, history: List[Dict[str, Any]]) -> Optional[flo
 
 def make_accelerator(cfg: TrainConfig):
     from accelerate import Accelerator
-    from accelerate.utils import InitProcessGroupKwargs, ProjectConfiguration
+    from accelerate.utils import DistributedType, InitProcessGroupKwargs, ProjectConfiguration
 
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     # one timeout for every collective, long enough for the ranks to build their share of the latent
@@ -118,14 +118,24 @@ def make_accelerator(cfg: TrainConfig):
     pg = {"timeout": datetime.timedelta(minutes=cfg.process_group_timeout_minutes)}
     if distributed and not torch.cuda.is_available():
         pg["backend"] = "gloo"
+    # a multi-process launch on a machine without CUDA (`accelerate launch --multi_gpu` or torchrun) starts
+    # every rank with LOCAL_RANK set but without --cpu; accelerate then finds no device backend, runs each
+    # rank as an independent single process and its barriers wait for nobody. DDP over gloo needs cpu=True
+    # (DeepSpeed sets itself up from its own launcher's environment and keeps its CPU accelerator)
+    deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
     handlers = [InitProcessGroupKwargs(**pg)]
     accelerator = Accelerator(
+        cpu=distributed and not torch.cuda.is_available() and not deepspeed,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
         mixed_precision=cfg.mixed_precision,
         log_with=_trackers(cfg.report_to) or None,
         project_config=ProjectConfiguration(project_dir=cfg.output_dir, logging_dir=str(Path(cfg.output_dir) / "logs")),
         kwargs_handlers=handlers,
     )
+    if distributed and accelerator.distributed_type == DistributedType.NO:
+        raise UserError(f"launched as {os.environ['WORLD_SIZE']} processes, but accelerate found no backend to join them: "
+                        f"each rank would train its own replica; on a machine without a GPU launch with "
+                        f"--config_file configs/accelerate/cpu_ddp.yaml")
     ds = accelerator.state.deepspeed_plugin
     if ds is not None:
         ds.deepspeed_config["train_micro_batch_size_per_gpu"] = cfg.batch_size
