@@ -171,7 +171,7 @@ def section_generation(run: "DemoRun", report: R.Report, metrics: dict) -> None:
     body += R.row(figures)
     evaluation = _eval_json(run.eval_dir / "metrics.json")
     per_asset = evaluation.get("per_asset", {}).get("diffusion4d_tiny", {})
-    colours = _colour_check(run, samples)
+    colours = _colour_check(evaluation, samples)
     rows, ious = [], []
     by_uid = {m["uid"]: m for m in (colours or {}).get("per_sample", [])}
     for sample in samples:
@@ -257,28 +257,16 @@ def _section_probe(run: "DemoRun", report: R.Report, metrics: dict) -> None:
     report.add("4b. Generalisation probe", body)
 
 
-def _colour_check(run: "DemoRun", samples: List[dict]) -> Optional[dict]:
-    """diffusion4d.eval.colour_match of the generated samples against every accepted asset's dynamic orbit."""
-    from diffusion4d.io import frames_to_float
-    from diffusion4d.eval.colour_match import colour_match, summary
-    from diffusion4d.eval.samples import object_of
-
-    if not samples:
+def _colour_check(evaluation: dict, samples: List[dict]) -> Optional[dict]:
+    """The samples' colour check as ``diffusion4d evaluate`` made it (:mod:`diffusion4d.eval.colour_match`
+    against every accepted asset, renders of one object counted once), read from its metrics.json."""
+    record = evaluation.get("colour_matches", {}).get("diffusion4d_tiny")
+    if not samples or not record:
         return None
-    refs, objects = {}, {}
-    for rec in read_manifest(run.curated_dir / "manifest.jsonl"):
-        folder = run.curated_dir / rec["uid"] / "dynamic"
-        if rec.get("status") == "accepted" and folder.is_dir():
-            refs[rec["uid"]] = frames_to_float(read_clip(folder).frames)
-            objects[rec["uid"]] = object_of(run.curated_dir / rec["uid"]) or rec["uid"]  # renders of one object count once
-    gen = {}
-    for sample in samples:
-        folder = run.generated_dir / "prompts" / sample["uid"] / "dynamic"
-        if folder.is_dir():
-            gen[sample["uid"]] = frames_to_float(read_clip(folder).frames)
-    result = summary(colour_match(gen, refs, objects))
-    result["references"] = len(set(objects.values()))
-    return result
+    wanted = {sample["uid"] for sample in samples}
+    per_sample = [m for m in record["per_sample"] if m["uid"] in wanted]
+    return {"matched": sum(m["rank"] == 1 for m in per_sample), "samples": len(per_sample), "per_sample": per_sample,
+            "references": record["references"]}
 
 
 def section_recon(run: "DemoRun", report: R.Report, metrics: dict) -> None:

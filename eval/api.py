@@ -435,7 +435,10 @@ def _colour(method: str, ev: _Evaluator, gt_clips: Dict[str, Path], result: Eval
     curated = {uid: d for uid, d in gt_clips.items() if curation_status(d.parent) in (None, "accepted")}
     refs = {uid: ev.gt_colour(d) for uid, d in curated.items()}
     objects = {uid: object_of(d.parent) or uid for uid, d in curated.items()}
-    ranks = [m.rank for m in rank_colours(ev.colours.get(method, {}), refs, objects) if m.rank is not None]
+    matches = rank_colours(ev.colours.get(method, {}), refs, objects)
+    result.colour_matches[method] = {"references": len({objects[uid] for uid, c in refs.items() if c is not None}),
+                                     "per_sample": [asdict(m) for m in matches]}
+    ranks = [m.rank for m in matches if m.rank is not None]
     if not ranks or sum(c is not None for c in refs.values()) < 2:
         reason = "needs samples with a foreground and at least 2 ground-truth assets"
         result.mark_na(method, "colour", reason)

@@ -86,6 +86,8 @@ class EvalResult:
     summary: Dict[str, Dict[str, Optional[Summary]]] = field(default_factory=dict)
     na: Dict[str, Dict[str, str]] = field(default_factory=dict)
     motion_groups: Dict[str, List[Dict[str, Any]]] = field(default_factory=dict)
+    # per method: {"references": distinct reference objects, "per_sample": [ColourMatch as a dict, ...]}
+    colour_matches: Dict[str, Dict[str, Any]] = field(default_factory=dict)
     notes: List[str] = field(default_factory=list)
     settings: Dict[str, Any] = field(default_factory=dict)
 
@@ -111,6 +113,7 @@ class EvalResult:
             },
             "na": self.na,
             "motion_groups": self.motion_groups,
+            "colour_matches": self.colour_matches,
             "notes": self.notes,
             "settings": self.settings,
         }

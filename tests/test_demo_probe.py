@@ -101,3 +101,16 @@ def test_report_says_which_variants_the_training_data_holds(tmp_path):
     only_swaps = text(motion_shifts=[1])
     assert "-m<index>" in only_swaps and "-a" not in only_swaps.replace("-m<index>", "")
     assert _variants_paragraph(SimpleNamespace(assets_dir=tmp_path / "missing")) == ""
+
+
+def test_report_colour_check_is_the_one_evaluate_recorded():
+    """The report's colour column and count come from ``diffusion4d evaluate``'s metrics.json, for the
+    demo's own samples only (a folder of another run in the same directory does not count)."""
+    from diffusion4d.app.demo_sections import _colour_check
+
+    evaluation = {"colour_matches": {"diffusion4d_tiny": {"references": 4, "per_sample": [
+        {"uid": "a", "rank": 1, "nearest": "a"}, {"uid": "b", "rank": 3, "nearest": "c"}, {"uid": "stray", "rank": 1, "nearest": "stray"}]}}}
+    check = _colour_check(evaluation, [{"uid": "a"}, {"uid": "b"}])
+    assert (check["matched"], check["samples"], check["references"]) == (1, 2, 4)
+    assert [m["nearest"] for m in check["per_sample"]] == ["a", "c"]
+    assert _colour_check({}, [{"uid": "a"}]) is None  # no colour record (evaluate could not rank): no verdict

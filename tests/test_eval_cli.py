@@ -217,6 +217,12 @@ def test_silhouette_iou_and_colour_match_metrics(data, tmp_path, no_weights):
     assert result.summary["copy"]["iou"].mean == pytest.approx(1.0)
     assert result.summary["copy"]["colour"].mean == pytest.approx(1.0) and result.summary["copy"]["colour"].n == 3
     assert result.summary["swapped"]["colour"].mean == pytest.approx(0.0)
+    # per sample, the rank of its own asset and the nearest one are kept (the demo's report table reads them)
+    swaps = {m["uid"]: m for m in result.colour_matches["swapped"]["per_sample"]}
+    assert result.colour_matches["swapped"]["references"] == 3
+    assert {uid: m["nearest"] for uid, m in swaps.items()} == {f"asset{k}": f"asset{(k + 1) % 3}" for k in range(3)}
+    assert all(m["rank"] > 1 for m in swaps.values())
+    assert all(m["rank"] == 1 for m in result.to_json()["colour_matches"]["copy"]["per_sample"])
     # 12x12 squares shifted by 3 rows: intersection 9x12, union 15x12
     assert result.summary["swapped"]["iou"].mean == pytest.approx(9 / 15, abs=1e-6)
 
