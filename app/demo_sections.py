@@ -216,8 +216,9 @@ def _section_sweeps(run: "DemoRun", report: R.Report, metrics: dict) -> None:
         groups += method_groups
     body = R.paragraph("For each swept caption: one seed, requested motion magnitudes from 0 to the largest in the training data. "
                        "Measured motion: Eq. 1 against the m = 0 sample. Identity: frame 0 of each sample against the m = 0 sample's "
-                       "(silhouette IoU, distance of mean foreground colours).")
-    rhos, identity_ious = [], []
+                       "(silhouette IoU, distance of mean foreground colours). Colour drift, which frame 0 cannot show and which has "
+                       "no target: the largest distance between the mean foreground colour of a sample's frame and of its own frame 0.")
+    rhos, identity_ious, drifts = [], [], []
     for group in groups:
         names = group.get("samples", [])
         body += R.row([_clip_video(sweep_dir / n / "dynamic", f"m = {m:g}") for n, m in zip(names, group.get("requested", []))
@@ -231,14 +232,32 @@ def _section_sweeps(run: "DemoRun", report: R.Report, metrics: dict) -> None:
         if rho is not None:
             rhos.append(rho)
         identity_ious += ids
+        drift = [v for v in group.get("colour_drift", []) if isinstance(v, (int, float))]
+        drifts += drift
+        own = _own_colour_drift(run, gen.get("sweeps", []), group.get("prompt"))
+        top = next(((r, m) for r, m in zip(reversed(group.get("requested", [])), reversed(group.get("measured", []))) if m is not None), None)
         body += R.paragraph(f"Spearman rho {_fmt(rho)} (target >= {TARGETS['spearman']}); identity: min IoU {_fmt(min(ids) if ids else None)}, "
-                            f"max colour distance {_fmt(max(cols) if cols else None)}.")
+                            f"max colour distance {_fmt(max(cols) if cols else None)}; colour drift over the orbit: max {_fmt(max(drift) if drift else None)} "
+                            f"(its asset's own render: {_fmt(own)})"
+                            + (f"; measured motion at the largest m: {top[1]:.2g} (requested {top[0]:.2g})." if top else "."))
     metrics["motion_control"] = {
         "groups": groups, "sweep": gen.get("sweep"),
         "spearman_mean": float(np.mean(rhos)) if rhos else None,
         "identity_iou_min": float(min(identity_ious)) if identity_ious else None,
+        "colour_drift_max": float(max(drifts)) if drifts else None,
     }
     report.add("4. Motion-magnitude control", body)
+
+
+def _own_colour_drift(run: "DemoRun", sweeps: List[dict], prompt: Optional[str]) -> Optional[float]:
+    """Colour drift of the swept caption's own asset in its ground-truth dynamic orbit: how much the mean
+    colour of a real render changes over the orbit (a multi-coloured object shows other sides)."""
+    from diffusion4d.eval.motion_control import colour_drift
+    from diffusion4d.io import frames_to_float
+
+    uid = next((s["uid"] for s in sweeps if s.get("caption") == prompt), None)
+    folder = run.curated_dir / str(uid) / "dynamic"
+    return colour_drift(frames_to_float(read_clip(folder).frames)) if uid and folder.is_dir() else None
 
 
 def _section_probe(run: "DemoRun", report: R.Report, metrics: dict) -> None:

@@ -40,6 +40,10 @@ class MotionGroup:
     # identity across the sweep: frame 0 (time 0, the front view) of each sample against the m = 0 sample's
     identity_iou: List[Optional[float]] = field(default_factory=list)  # silhouette IoU
     identity_colour: List[Optional[float]] = field(default_factory=list)  # RGB distance of mean foreground colours
+    # identity over time, which frame 0 cannot see: per sample, the largest RGB distance between the mean
+    # foreground colour of one of its frames and of its own frame 0 (an object that turns into another one
+    # over the orbit; no target, a diagnostic)
+    colour_drift: List[Optional[float]] = field(default_factory=list)
 
     def to_json(self) -> dict:
         return {
@@ -52,6 +56,7 @@ class MotionGroup:
             "reason": self.reason,
             "identity_iou": self.identity_iou,
             "identity_colour": self.identity_colour,
+            "colour_drift": self.colour_drift,
         }
 
 
@@ -98,10 +103,11 @@ def evaluate_groups(groups: List[MotionGroup], sample_dirs: Dict[str, Path]) -> 
         ref_name = group.samples[group.requested.index(0.0)]
         ref = frames_to_float(read_clip(sample_dirs[ref_name]).frames)
         measured: List[Optional[float]] = []
-        group.identity_iou, group.identity_colour = [], []
+        group.identity_iou, group.identity_colour, group.colour_drift = [], [], []
         ref_colour = foreground_mean_colour(ref[:1])
         for name in group.samples:
             frames = frames_to_float(read_clip(sample_dirs[name]).frames)
+            group.colour_drift.append(colour_drift(frames))
             if frames.shape != ref.shape:
                 measured.append(None)
                 group.identity_iou.append(None)
@@ -120,6 +126,15 @@ def evaluate_groups(groups: List[MotionGroup], sample_dirs: Dict[str, Path]) -> 
         group.spearman, reason = spearman([p[0] for p in pairs], [p[1] for p in pairs])
         group.reason = reason or group.reason
     return groups
+
+
+def colour_drift(frames: np.ndarray) -> Optional[float]:
+    """Largest RGB distance between the mean foreground colour of a frame of ``frames`` ``[F, H, W, 3]``
+    (floats in [0, 1]) and that of frame 0; None when frame 0 or every other frame has no foreground."""
+    first = foreground_mean_colour(frames[:1])
+    others = [foreground_mean_colour(frames[k : k + 1]) for k in range(1, len(frames))]
+    distances = [float(np.linalg.norm(c - first)) for c in others if c is not None]
+    return max(distances) if first is not None and distances else None
 
 
 def method_score(groups: List[MotionGroup]) -> Tuple[Optional[float], Optional[float], int, str]:

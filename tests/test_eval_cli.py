@@ -253,3 +253,18 @@ def test_motion_groups_record_identity_across_the_sweep(data, no_weights):
     for group in result.motion_groups["gen"]:
         assert group["identity_iou"] == pytest.approx([1.0] * 4)  # frame 0 is the same square for every m
         assert group["identity_colour"] == pytest.approx([0.0] * 4, abs=1e-9)
+        assert group["colour_drift"] == pytest.approx([0.0] * 4, abs=1e-9)  # one colour in every frame
+
+
+def test_colour_drift_sees_an_object_that_changes_colour_after_frame_0():
+    """Frame 0 alone cannot tell a sample that keeps its object from one that turns into another over the
+    orbit; colour drift is the largest distance of a frame's mean object colour from frame 0's."""
+    from diffusion4d.eval.motion_control import colour_drift
+
+    frames = np.ones((4, 8, 8, 3))
+    frames[:, 2:6, 2:6] = [0.1, 0.1, 0.1]  # a dark square
+    assert colour_drift(frames) == pytest.approx(0.0)
+    frames[3, 2:6, 2:6] = [0.8, 0.1, 0.1]  # turns red in the last frame
+    assert colour_drift(frames) == pytest.approx(0.7)
+    frames[1:, 2:6, 2:6] = 1.0  # the object vanishes after frame 0: no verdict, not 0
+    assert colour_drift(frames) is None
