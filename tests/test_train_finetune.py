@@ -155,25 +155,26 @@ def test_foreground_weighted_loss_is_the_same_from_the_cache_and_from_pixels(tmp
     assert abs(first["cached"] - first["plain"]) > 1e-3 * first["plain"]
 
 
-def _text_sensitivity():
+def _condition_sensitivity():
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("text_sensitivity", REPO / "benchmarks" / "text_sensitivity.py")
+    spec = importlib.util.spec_from_file_location("condition_sensitivity", REPO / "benchmarks" / "condition_sensitivity.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-def test_text_sensitivity_benchmark_measures_the_caption_paths(runs, tmp_path):
-    """benchmarks/text_sensitivity.py on a trained run: seeded, and a UNet whose caption paths are
-    cut (cross-attention values and the pooled-text MLP zeroed) shows no gain from its own caption."""
+def test_condition_sensitivity_benchmark_measures_the_caption_and_camera_paths(runs, tmp_path):
+    """benchmarks/condition_sensitivity.py on a trained run: seeded, and a UNet whose caption paths are
+    cut (cross-attention values and the pooled-text MLP zeroed) shows no gain from its own caption; one whose
+    camera embedding is cut shows none from its own cameras."""
     import shutil
 
     root, _, _ = runs
-    bench = _text_sensitivity()
+    bench = _condition_sensitivity()
     first = bench.measure(root / "a", root / "a" / "checkpoint-6", [300, 900], draws=1)
     assert first == bench.measure(root / "a", root / "a" / "checkpoint-6", [300, 900], draws=1)
-    assert [r["t"] for r in first] == [300, 900] and all(r["captions"] == 3 and r["orbits"] == 3 for r in first)
+    assert [r["t"] for r in first] == [300, 900] and all(r["alternatives"] == 3 and r["orbits"] == 3 for r in first)
     assert all(r["own"] > 0 and r["other"] > 0 and r["empty"] > 0 and 0 <= r["top1"] <= 1 for r in first)
     assert any(abs(r["gain"]) > 1e-6 for r in first)  # the trained model reads its caption
 
@@ -186,4 +187,16 @@ def test_text_sensitivity_benchmark_measures_the_caption_paths(runs, tmp_path):
                 p.zero_()
     unet.save_pretrained(str(cut / "checkpoint-6" / "unet"))
     for r in bench.measure(cut, cut / "checkpoint-6", [300, 900], draws=1):
+        assert abs(r["gain"]) < 1e-6 and abs(r["own"] - r["empty"]) < 1e-6 * r["own"]
+    views = bench.measure(root / "a", root / "a" / "checkpoint-6", [300, 900], draws=1, condition="camera")
+    import yaml
+
+    frames = yaml.safe_load((root / "a" / "config.yaml").read_text())["data"]["num_frames"]
+    assert all(r["alternatives"] == frames and r["orbits"] == 3 for r in views)  # every roll of the orbit's cameras
+    assert any(abs(r["gain"]) > 1e-6 for r in views)  # the trained camera embedding changes the prediction
+    with torch.no_grad():
+        unet.camera_embedding.linear_2.weight.zero_()
+        unet.camera_embedding.linear_2.bias.zero_()
+    unet.save_pretrained(str(cut / "checkpoint-6" / "unet"))
+    for r in bench.measure(cut, cut / "checkpoint-6", [300, 900], draws=1, condition="camera"):
         assert abs(r["gain"]) < 1e-6 and abs(r["own"] - r["empty"]) < 1e-6 * r["own"]
