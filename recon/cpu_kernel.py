@@ -10,6 +10,7 @@ rasteriser (same results, slower).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -42,13 +43,14 @@ def load(verbose: bool = False) -> Optional[Any]:
             try:
                 from torch.utils.cpp_extension import load as cpp_load
 
-                _module = cpp_load(
-                    name=extension_name(),
-                    sources=[str(p) for p in SOURCES],
-                    extra_cflags=["-O3", "-fopenmp"],
-                    extra_ldflags=["-fopenmp"],
-                    verbose=verbose,
-                )
+                with _own_ninja_first():
+                    _module = cpp_load(
+                        name=extension_name(),
+                        sources=[str(p) for p in SOURCES],
+                        extra_cflags=["-O3", "-fopenmp"],
+                        extra_ldflags=["-fopenmp"],
+                        verbose=verbose,
+                    )
             except Exception as err:  # compiler errors, missing headers, ...
                 _error = f"{type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err).strip() else ''}"
                 _module = None
@@ -56,6 +58,29 @@ def load(verbose: bool = False) -> Optional[Any]:
             log.warning("compiled CPU rasteriser unavailable (%s); using the pure-torch tiled one", _error)
         _tried = True
         return _module
+
+
+@contextlib.contextmanager
+def _own_ninja_first():
+    """PATH with this environment's ninja (the ``ninja`` package) first, while torch builds.
+
+    torch runs whichever ``ninja`` PATH finds first. A process started from an activated virtual
+    environment finds the environment's, one started as ``.venv/bin/diffusion4d`` the system's (or none:
+    then no build at all); two ninja versions do not read each other's build log, so each one rebuilt the
+    kernel from scratch (~1 min) whenever the other had built it last."""
+    try:
+        import ninja
+
+        own = ninja.BIN_DIR
+    except (ImportError, AttributeError):
+        yield
+        return
+    before = os.environ.get("PATH", "")
+    os.environ["PATH"] = os.pathsep.join([own, before]) if before else own
+    try:
+        yield
+    finally:
+        os.environ["PATH"] = before
 
 
 def extension_name() -> str:

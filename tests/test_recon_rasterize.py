@@ -350,3 +350,22 @@ def test_separable_ssim_loss_equals_the_2d_window_form():
         torch.testing.assert_close(ga, gr, rtol=1e-9, atol=1e-12)
     same = torch.rand(1, 16, 16, 3, generator=g, dtype=torch.float64)
     torch.testing.assert_close(ssim(same, same), torch.tensor(1.0, dtype=torch.float64))
+
+
+def test_the_kernel_builds_with_this_environments_ninja(monkeypatch):
+    """torch builds with the first ninja on PATH; a process started without activating the environment
+    would take the system's, whose build log the environment's ninja cannot read (a full rebuild each time
+    the other one built last), or none. The build runs with the ``ninja`` package's first, then PATH is back."""
+    import os
+
+    import ninja
+
+    from diffusion4d.recon import cpu_kernel
+
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    with cpu_kernel._own_ninja_first():
+        assert os.environ["PATH"].split(os.pathsep)[0] == ninja.BIN_DIR
+        import shutil
+
+        assert shutil.which("ninja") == os.path.join(ninja.BIN_DIR, "ninja")
+    assert os.environ["PATH"] == "/usr/bin:/bin"
