@@ -34,7 +34,7 @@ class DemoConfig:
     sampling_seed: Optional[int] = None
     guidance: List[float] = field(default_factory=lambda: [3.0, 0.5])  # w1, w2 of the 3D-aware CFG
     recon_preset: str = "demo"  # reconstruction preset (configs/recon)
-    eval_metrics: str = "clip_f,clip_o,psnr,ssim,lpips,iou,colour,fvd,motion,time"  # metrics of eval/run_metrics.py
+    eval_metrics: str = "clip_f,clip_o,psnr,ssim,lpips,iou,view_iou,colour,fvd,motion,time"  # metrics of eval/run_metrics.py
     check_browser: bool = True  # open report.html in headless Chromium when available
 
     def noise_seed(self) -> int:

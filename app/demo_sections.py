@@ -181,8 +181,10 @@ def section_generation(run: "DemoRun", report: R.Report, metrics: dict) -> None:
         if isinstance(iou, (int, float)):
             ious.append(float(iou))
         match = by_uid.get(uid, {})
-        rows.append([sample["caption"], _float(iou), _float(row.get("psnr")), match.get("rank") or "-", match.get("nearest") or "-"])
-    body += R.table(["caption", "silhouette IoU vs own asset", "PSNR vs own asset", "colour rank of own asset", "nearest asset by colour"], rows)
+        rows.append([sample["caption"], _float(iou), _float(row.get("psnr")), match.get("rank") or "-", match.get("nearest") or "-",
+                     _float(row.get("view_iou")), _float(_own_view_iou(run.curated_dir / uid / "dynamic"))])
+    body += R.table(["caption", "silhouette IoU vs own asset", "PSNR vs own asset", "colour rank of own asset", "nearest asset by colour",
+                     "view IoU gain", "its asset's own"], rows)
     result = {"captions": len(samples), "iou_mean": float(np.mean(ious)) if ious else None}
     if colours is not None:
         result["colour_matched"] = colours["matched"]
@@ -193,11 +195,25 @@ def section_generation(run: "DemoRun", report: R.Report, metrics: dict) -> None:
         f"Mean silhouette IoU with the caption's own asset: {_fmt(result['iou_mean'])} (target >= {TARGETS['iou']}); "
         f"colour nearest to the own asset among the {result.get('colour_references', 0)} curated assets for "
         f"{result.get('colour_matched', 0)} of {len(samples)} captions (target >= {TARGETS['colour']:.0%}). "
-        "Silhouettes and colours use the metrics module's one threshold on the distance to the white background."
+        "Silhouettes and colours use the metrics module's one threshold on the distance to the white background. "
+        "View IoU gain (no target): how much better each frame's silhouette matches the asset's frame of the same view than "
+        "its other frames; 0 for a sample that shows one silhouette in every view, and next to it the asset's own render "
+        "against itself (near 0 for an object that looks the same from every side)."
     )
     report.add("3. Generated orbital videos", body)
     _section_sweeps(run, report, metrics)
     _section_probe(run, report, metrics)
+
+
+def _own_view_iou(folder: Path) -> Optional[float]:
+    """``view_iou_gain`` of a ground-truth orbit against itself: what following every view is worth there."""
+    from diffusion4d.io import frames_to_float
+    from diffusion4d.metrics import to_tensor, view_iou_gain
+
+    if not folder.is_dir():
+        return None
+    frames = to_tensor(frames_to_float(read_clip(folder).frames))
+    return view_iou_gain(frames, frames) if frames.shape[0] > 1 else None
 
 
 def _float(value) -> float:

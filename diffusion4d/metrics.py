@@ -83,6 +83,25 @@ def silhouette_iou(pred: torch.Tensor, target: torch.Tensor, threshold: float = 
     return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union)).float()
 
 
+def view_iou_gain(pred: torch.Tensor, target: torch.Tensor, threshold: float = SILHOUETTE_THRESHOLD) -> float:
+    """How much a sample follows the views of its orbit: the mean silhouette IoU of each frame ``[N, 3, H, W]``
+    with the target's frame of the same index (one view at one time) minus its mean IoU with the target's
+    other frames (the orbit rolled by 1 ... N-1 frames).
+
+    A sample that shows the same silhouette in every frame scores exactly 0, whatever its shape; a copy of
+    the target scores the target's own variation over the orbit (about 0 for an object that looks the same
+    from every side, so compare with ``view_iou_gain(target, target)``); a sample one view late is negative.
+    """
+    if pred.shape != target.shape:
+        raise ValueError(f"shapes differ: {tuple(pred.shape)} vs {tuple(target.shape)}")
+    n = pred.shape[0]
+    if n < 2:
+        raise ValueError("needs at least 2 frames")
+    right = float(silhouette_iou(pred, target, threshold).mean())
+    other = sum(float(silhouette_iou(pred, torch.roll(target, r, 0), threshold).mean()) for r in range(1, n)) / (n - 1)
+    return right - other
+
+
 def foreground_colour(frames_rgb: torch.Tensor, threshold: float = SILHOUETTE_THRESHOLD) -> Optional[torch.Tensor]:
     """Mean RGB ``[3]`` over the object pixels (:func:`silhouette`) of frames ``[N, 3, H, W]`` in
     [0, 1] over white, in the frames' dtype; None when no pixel belongs to an object."""

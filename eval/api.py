@@ -182,7 +182,7 @@ class _Evaluator:
 
     # -- one asset --
     def asset(self, method: str, uid: str, pred_dir: Path, gt_dir: Optional[Path]) -> Dict[str, Optional[float]]:
-        from diffusion4d.metrics import match_size, psnr_per_frame, silhouette_iou, ssim_per_frame, to_tensor
+        from diffusion4d.metrics import match_size, psnr_per_frame, silhouette_iou, ssim_per_frame, to_tensor, view_iou_gain
         from diffusion4d.eval.samples import generation_seconds, read_generation, read_recon_metrics, recon_seconds
 
         cfg, models = self.cfg, self.models
@@ -209,6 +209,8 @@ class _Evaluator:
                     row["ssim"] = float(ssim_per_frame(a, b).mean())
                 if "iou" in row:
                     row["iou"] = float(silhouette_iou(a, b).mean())
+                if "view_iou" in row:
+                    row["view_iou"] = view_iou_gain(a, b) if a.shape[0] > 1 else None
                 if "lpips" in row and models.lpips is not None:
                     from diffusion4d.metrics import lpips_per_frame
 

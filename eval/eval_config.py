@@ -11,7 +11,7 @@ from diffusion4d import weights as W
 from diffusion4d.eval.results import ALL_METRICS
 from diffusion4d.eval.tables import FORMATS
 
-PIXEL_METRICS = ("psnr", "ssim", "lpips", "iou")
+PIXEL_METRICS = ("psnr", "ssim", "lpips", "iou", "view_iou")
 REFERENCES = ("gt", "image", "text")
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 #: every metric, in table order.
-ALL_METRICS = ("clip_f", "clip_o", "clip_text", "psnr", "ssim", "lpips", "iou", "colour", "fvd", "motion", "time")
+ALL_METRICS = ("clip_f", "clip_o", "clip_text", "psnr", "ssim", "lpips", "iou", "view_iou", "colour", "fvd", "motion", "time")
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,7 @@ METRIC_INFO: Dict[str, MetricInfo] = {
     "ssim": MetricInfo("SSIM", True, 3, True),
     "lpips": MetricInfo("LPIPS", False, 3, True),
     "iou": MetricInfo("Silhouette IoU", True, 3, True),
+    "view_iou": MetricInfo("View IoU gain", True, 3, True),
     "colour": MetricInfo("Colour match", True, 3, False),
     "fvd": MetricInfo("FVD", False, 1, False),
     "motion": MetricInfo("Motion rho", True, 3, False),

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from diffusion4d.cameras import orbit_trajectory
-from diffusion4d.io import atomic_write_json, frames_to_float, write_clip, write_meta
+from diffusion4d.io import atomic_write_json, frames_to_float, read_clip, write_clip, write_meta
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "eval" / "run_metrics.py"
@@ -225,6 +225,17 @@ def test_silhouette_iou_and_colour_match_metrics(data, tmp_path, no_weights):
     assert all(m["rank"] == 1 for m in result.to_json()["colour_matches"]["copy"]["per_sample"])
     # 12x12 squares shifted by 3 rows: intersection 9x12, union 15x12
     assert result.summary["swapped"]["iou"].mean == pytest.approx(9 / 15, abs=1e-6)
+
+
+def test_view_iou_gain_metric(data, no_weights):
+    """``view_iou``: the copies score their ground truth's own variation over the orbit, per asset."""
+    from diffusion4d.eval.api import run_metrics
+    from diffusion4d.metrics import to_tensor, view_iou_gain
+
+    result = run_metrics({"copy": data / "copy"}, gt=data / "gt", metrics=["view_iou"], output=None)
+    for uid, row in result.per_asset["copy"].items():
+        gt = to_tensor(frames_to_float(read_clip(data / "gt" / uid / "dynamic").frames))
+        assert row["view_iou"] == pytest.approx(view_iou_gain(gt, gt)) and row["view_iou"] > 0.1  # the square bobs
 
 
 def test_colour_match_ignores_renders_curation_rejected(data, tmp_path, no_weights):

@@ -127,6 +127,23 @@ def test_silhouette_iou_against_a_hand_count():
     assert iou[0].item() == pytest.approx(1 / 7) and iou[1].item() == 1.0  # both empty -> 1
 
 
+def test_view_iou_gain_against_a_hand_count():
+    """An orbit alternating a square (even frames) and a wide bar (odd frames): a copy scores the orbit's own
+    variation, one silhouette in every frame exactly 0, the copy one view late the negative of the copy."""
+    from diffusion4d.metrics import view_iou_gain
+
+    orbit = torch.ones(4, 3, 8, 8)
+    orbit[0::2, :, 2:6, 2:6] = 0.0  # 4x4 square
+    orbit[1::2, :, 3:5, 0:8] = 0.0  # 2x8 bar; square & bar = 2x4 = 8 px, union 16 + 16 - 8 = 24 px
+    cross = 8 / 24
+    # a copy: IoU 1 with the same frame; the other frames are the other shape (rolls 1, 3) or the same (roll 2)
+    assert view_iou_gain(orbit, orbit) == pytest.approx(1 - (cross + 1 + cross) / 3)
+    blind = orbit[:1].expand(4, -1, -1, -1).clone()  # the square in every view
+    assert view_iou_gain(blind, orbit) == pytest.approx(0.0, abs=1e-7)
+    late = torch.roll(orbit, 1, 0)
+    assert view_iou_gain(late, orbit) == pytest.approx(-view_iou_gain(orbit, orbit))
+
+
 def test_the_curation_rule_uses_the_same_ssim():
     from diffusion4d.ssim_rule import ssim
 
