@@ -9,7 +9,7 @@ colours were reproduced.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Dict, List, Optional
 
 import numpy as np
@@ -80,8 +80,4 @@ def colour_match(generated: Dict[str, np.ndarray], references: Dict[str, np.ndar
                         {u: foreground_mean_colour(f) for u, f in references.items()}, objects)
 
 
-def summary(matches: List[ColourMatch]) -> dict:
-    return {"matched": sum(m.matched for m in matches), "samples": len(matches), "per_sample": [asdict(m) for m in matches]}
-
-
-__all__ = ["ColourMatch", "colour_match", "foreground_mean_colour", "rank_colours", "summary"]
+__all__ = ["ColourMatch", "colour_match", "foreground_mean_colour", "rank_colours"]
