@@ -389,9 +389,11 @@ def stage_reconstruct(run: DemoRun) -> dict:
 
 
 def stage_evaluate(run: DemoRun) -> dict:
+    from diffusion4d.app.demo_sections import SAMPLES_METHOD
+
     _cli(
         [
-            "evaluate", "--pred", f"diffusion4d_tiny={run.generated_dir / 'prompts'}",
+            "evaluate", "--pred", f"{SAMPLES_METHOD}={run.generated_dir / 'prompts'}",
             "--pred", f"recon_of_gt={run.recon_dir / 'ground_truth'}",
             "--gt", str(run.curated_dir), "--metrics", run.cfg.eval_metrics,
             "--output", str(run.eval_dir), "--format", "md,csv,tex,json", "--device", run.device,

@@ -149,6 +149,8 @@ def _generation(folder: Path) -> dict:
 
 
 #: the demo's targets for the tiny model (docs/training.md, "The demo's model")
+#: the method name the demo's text-to-4D samples are evaluated under (``diffusion4d evaluate --pred NAME=...``)
+SAMPLES_METHOD = "diffusion4d_tiny"
 TARGETS = {"iou": 0.6, "colour": 0.8, "spearman": 0.9, "identity_iou": 0.8, "recon_psnr": 22.0, "peak_memory_gb": 4.0}
 #: targets that are upper bounds (the value must stay below them); the others are lower bounds
 UPPER_BOUNDS = {"peak_memory_gb"}
@@ -170,7 +172,7 @@ def section_generation(run: "DemoRun", report: R.Report, metrics: dict) -> None:
                        "the caption describes, at the size they were generated.")
     body += R.row(figures)
     evaluation = _eval_json(run.eval_dir / "metrics.json")
-    per_asset = evaluation.get("per_asset", {}).get("diffusion4d_tiny", {})
+    per_asset = evaluation.get("per_asset", {}).get(SAMPLES_METHOD, {})
     colours = _colour_check(evaluation, samples)
     rows, ious = [], []
     by_uid = {m["uid"]: m for m in (colours or {}).get("per_sample", [])}
@@ -295,7 +297,7 @@ def _section_probe(run: "DemoRun", report: R.Report, metrics: dict) -> None:
 def _colour_check(evaluation: dict, samples: List[dict]) -> Optional[dict]:
     """The samples' colour check as ``diffusion4d evaluate`` made it (:mod:`diffusion4d.eval.colour_match`
     against every accepted asset, renders of one object counted once), read from its metrics.json."""
-    record = evaluation.get("colour_matches", {}).get("diffusion4d_tiny")
+    record = evaluation.get("colour_matches", {}).get(SAMPLES_METHOD)
     if not samples or not record:
         return None
     wanted = {sample["uid"] for sample in samples}

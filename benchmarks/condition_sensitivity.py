@@ -108,18 +108,19 @@ def measure(run: Path, checkpoint: Path, timesteps: List[int], draws: int, seed:
 
 def _errors(unet, z_t: torch.Tensor, ts: torch.Tensor, texts: torch.Tensor, motion: float, cams: list, target: torch.Tensor) -> torch.Tensor:
     """Mean squared error of the UNet's prediction for each alternative ``j`` (caption ``texts[j]``, cameras
-    ``cams[j]`` ``[F, 4, 4]``; a None camera, only last, means no camera embedding): one batched forward for
-    the alternatives with cameras, one more for the last without."""
-    groups = [(slice(0, len(cams) - 1), torch.stack(cams[:-1])), (slice(len(cams) - 1, len(cams)), None)] if cams[-1] is None \
-        else [(slice(0, len(cams)), torch.stack(cams))]
+    ``cams[j]`` ``[F, 4, 4]``, or None for no camera embedding): one batched forward per run of alternatives
+    with cameras or without."""
     errors = []
-    for part, c2w in groups:
-        b = part.stop - part.start
+    for with_camera in (True, False):
+        idx = [j for j, c in enumerate(cams) if (c is not None) == with_camera]
+        if not idx:
+            continue
+        b = len(idx)
         with torch.no_grad():
-            pred = unet(z_t.expand(b, *z_t.shape[1:]), ts.expand(b), texts[part], motion_magnitude=torch.full((b,), float(motion)),
-                        camera_c2w=c2w).sample
+            pred = unet(z_t.expand(b, *z_t.shape[1:]), ts.expand(b), texts[idx], motion_magnitude=torch.full((b,), float(motion)),
+                        camera_c2w=torch.stack([cams[j] for j in idx]) if with_camera else None).sample
         errors.append(((pred - target) ** 2).flatten(1).mean(1))
-    return torch.cat(errors)
+    return torch.cat(errors)  # alternatives with cameras first: callers put the camera-less one last
 
 
 def main() -> int:

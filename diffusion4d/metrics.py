@@ -77,7 +77,11 @@ def silhouette_iou(pred: torch.Tensor, target: torch.Tensor, threshold: float = 
     """Per-frame IoU ``[N]`` of the silhouettes of ``[N, 3, H, W]`` frames (1 where both are empty)."""
     if pred.shape != target.shape:
         raise ValueError(f"shapes differ: {tuple(pred.shape)} vs {tuple(target.shape)}")
-    a, b = silhouette(pred, threshold), silhouette(target, threshold)
+    return _mask_iou(silhouette(pred, threshold), silhouette(target, threshold))
+
+
+def _mask_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-frame IoU ``[N]`` of boolean masks ``[N, H, W]`` (1 where both are empty)."""
     inter = (a & b).flatten(1).sum(1).double()
     union = (a | b).flatten(1).sum(1).double()
     return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union)).float()
@@ -97,8 +101,9 @@ def view_iou_gain(pred: torch.Tensor, target: torch.Tensor, threshold: float = S
     n = pred.shape[0]
     if n < 2:
         raise ValueError("needs at least 2 frames")
-    right = float(silhouette_iou(pred, target, threshold).mean())
-    other = sum(float(silhouette_iou(pred, torch.roll(target, r, 0), threshold).mean()) for r in range(1, n)) / (n - 1)
+    a, b = silhouette(pred, threshold), silhouette(target, threshold)
+    right = float(_mask_iou(a, b).mean())
+    other = sum(float(_mask_iou(a, torch.roll(b, r, 0)).mean()) for r in range(1, n)) / (n - 1)
     return right - other
 
 
