@@ -21,6 +21,7 @@ MODES = {
     "i2v": dict(image_conditioning=True),
     "all": dict(static_conditioning=True, image_conditioning=True),
     "pooled_text": dict(text_pooled_conditioning=True),
+    "frame_time": dict(frame_time_conditioning=True),
 }
 
 
@@ -122,6 +123,32 @@ def test_pooled_text_path_follows_the_caption_and_loads_from_a_base_without_it(b
     assert stage2.text_pooled_embedding.linear_2.weight.abs().sum() == 0
     for k, v in prior.state_dict().items():
         torch.testing.assert_close(stage2.state_dict()[k], v, rtol=0, atol=0)
+
+
+def test_frame_time_embedding_tells_frames_apart_and_loads_from_a_base_without_it(base_dir):
+    """Frame i of an F-frame clip gets the embedding of animation time i / (F - 1), the same for every
+    clip of the batch; once its output layer moves, identical frames denoise differently; a stage-1
+    prior without the module loads into a stage-2 model with it (which starts at exactly 0)."""
+    from diffusers.models.embeddings import get_timestep_embedding
+
+    torch.manual_seed(0)
+    model = UNet4DConditionModel(**TINY, frame_time_conditioning=True).eval()
+    embed = model.frame_time_embedding
+    with torch.no_grad():
+        embed.linear_2.weight.normal_()
+        got = embed(2, 5, torch.float32, torch.device("cpu"))  # [2 * 5, D]
+        for i in range(5):
+            features = get_timestep_embedding(torch.tensor([i / 4 * embed.scale]), embed.feature_dim, flip_sin_to_cos=True, downscale_freq_shift=0)
+            want = embed.linear_2(torch.nn.functional.silu(embed.linear_1(features)))[0]
+            torch.testing.assert_close(got[i], want)
+            torch.testing.assert_close(got[5 + i], want)
+        x = _inputs(batch=1, frames=3)
+        x["sample"] = x["sample"][:, :, :1].expand(-1, -1, 3, -1, -1).contiguous()  # three identical frames
+        out = model(**x).sample
+        assert not torch.allclose(out[:, :, 0], out[:, :, 2], atol=1e-4)
+    prior = UNet4DConditionModel.from_base(base_dir, motion_conditioning=False)
+    stage2 = UNet4DConditionModel.from_base_model(prior, frame_time_conditioning=True)
+    assert stage2.config.frame_time_conditioning and stage2.frame_time_embedding.linear_2.weight.abs().sum() == 0
 
 
 def test_motion_null_embedding_and_nan():

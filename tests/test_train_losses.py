@@ -80,6 +80,28 @@ def test_total_loss_combines_with_omega():
     torch.testing.assert_close(out["loss"], expected)
 
 
+def test_frame_deviation_weight_adds_the_per_frame_part_of_the_error():
+    """``frame_deviation_weight = k`` adds k x the mean square of the error's deviation from its mean over
+    the frames (a loop over frames here); an error the same in every frame adds nothing."""
+    s = _sched("v_prediction")
+    g = torch.Generator().manual_seed(0)
+    z0, noise, zs = (torch.randn(2, 3, 5, 4, 4, generator=g) for _ in range(3))
+    t = torch.tensor([100, 900])
+    z_t = L.add_noise(s.alphas_cumprod, z0, noise, t)
+    target = L.diffusion_target("v_prediction", s.alphas_cumprod, z0, noise, t)
+    kw = dict(z0=z0, z_t=z_t, noise=noise, z_static=zs, timesteps=t, alphas_cumprod=s.alphas_cumprod,
+              prediction_type="v_prediction", omega=0.0)
+    pred = target + torch.randn(target.shape, generator=g)
+    err = pred - target
+    frame_mean = sum(err[:, :, f] for f in range(5)) / 5
+    deviation = sum(((err[:, :, f] - frame_mean) ** 2).sum() for f in range(5)) / err.numel()
+    base = L.total_loss(pred, **kw)["loss"]
+    torch.testing.assert_close(L.total_loss(pred, frame_deviation_weight=3.0, **kw)["loss"], base + 3.0 * deviation)
+    same_in_every_frame = target + torch.randn(2, 3, 1, 4, 4, generator=g)
+    torch.testing.assert_close(L.total_loss(same_in_every_frame, frame_deviation_weight=3.0, **kw)["loss"],
+                               L.total_loss(same_in_every_frame, **kw)["loss"])
+
+
 def test_check_finite_message():
     check_finite(1.0, 3, None)
     with pytest.raises(TrainingDiverged, match="loss is nan at step 4.*checkpoint-3"):

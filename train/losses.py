@@ -210,12 +210,16 @@ def total_loss(
     mr_weighting: Literal["none", "alpha_bar_sq"] = "alpha_bar_sq",
     snr_gamma: float = 0.0,
     element_weights: Optional[torch.Tensor] = None,
+    frame_deviation_weight: float = 0.0,
 ) -> Dict[str, torch.Tensor]:
     """``{"loss": L_ldm + omega * L_mr, "ldm": L_ldm, "mr": L_mr}``; ``snr_gamma > 0`` weights
     L_ldm per sample with :func:`min_snr_weights`, ``element_weights`` per element
     (:func:`foreground_weights`)."""
     target = diffusion_target(prediction_type, alphas_cumprod, z0, noise, timesteps)
     l_ldm = ldm_loss(prediction, target, min_snr_weights(snr_gamma, prediction_type, alphas_cumprod, timesteps), element_weights)
+    if frame_deviation_weight:
+        err = prediction.float() - target.float()  # [B, C, F, H, W]
+        l_ldm = l_ldm + frame_deviation_weight * (err - err.mean(dim=2, keepdim=True)).pow(2).mean()
     if omega:
         zhat0 = predicted_clean_sample(prediction_type, alphas_cumprod, z_t.float(), prediction.float(), timesteps)
         weights = mr_weights(mr_weighting, alphas_cumprod, timesteps)

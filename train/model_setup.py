@@ -91,6 +91,7 @@ def _new_options(model_cfg, num_frames: int) -> dict:
         num_frames=num_frames,
         motion_conditioning=model_cfg.motion_conditioning,
         camera_conditioning=model_cfg.camera_conditioning,
+        frame_time_conditioning=model_cfg.frame_time_conditioning,
         text_pooled_conditioning=model_cfg.text_pooled_conditioning,
         static_conditioning=model_cfg.static_conditioning,
         image_conditioning=model_cfg.image_conditioning,

@@ -24,6 +24,7 @@ class ModelConfig:
     # runs the network in eval mode, so checkpoints do not record it
     temporal_dropout: Optional[float] = None
     camera_conditioning: bool = True  # per-frame camera embedding
+    frame_time_conditioning: bool = False  # per-frame animation-time embedding (frame i of the orbit at time i / (F - 1))
     text_pooled_conditioning: bool = False  # mean caption embedding added to the time embedding (a global text path, as m has)
     static_conditioning: bool = False  # static-orbit latents concatenated to the input
     image_conditioning: bool = False  # first-view latents concatenated (image-to-4D)
@@ -64,6 +65,9 @@ class LossConfig:
     omega: float = 0.1  # weight of the motion-magnitude reconstruction loss L_mr
     mr_reduction: Literal["mean", "sum"] = "mean"  # motion magnitude form inside L_mr
     mr_weighting: Literal["none", "alpha_bar_sq"] = "alpha_bar_sq"  # per-timestep L_mr weight (none = Eq. 2 literally)
+    # extra weight on the part of the denoising error that differs between the frames of a clip (its per-frame
+    # deviation from the clip's mean error): the minimiser is unchanged, the views and motion are learnt sooner
+    frame_deviation_weight: float = 0.0
     snr_gamma: float = 0.0  # Min-SNR-gamma weighting of L_ldm (0 = off, the paper's plain MSE; 5 is the usual value)
     foreground_weight: float = 0.0  # L_ldm weight 1 + this x foreground fraction per latent cell, mean 1 (0 = off, plain MSE)
     timestep_sampling: Literal["uniform", "logit_normal", "mode"] = "uniform"  # training t density (uniform = DDPM; see losses.sample_timesteps)

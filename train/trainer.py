@@ -372,7 +372,7 @@ class Trainer:
             pred.float(), z0=z0, z_t=z_t, noise=noise, z_static=z_static, timesteps=t, alphas_cumprod=self.alphas_cumprod,
             prediction_type=cfg.model.prediction_type, omega=cfg.loss.omega if cfg.stage == "4d" else 0.0,
             mr_reduction=cfg.loss.mr_reduction, mr_weighting=cfg.loss.mr_weighting, snr_gamma=cfg.loss.snr_gamma,
-            element_weights=element_weights,
+            element_weights=element_weights, frame_deviation_weight=cfg.loss.frame_deviation_weight,
         )
 
     # ------------------------------------------------------------------ outputs

@@ -1,4 +1,4 @@
-"""Conditioning embeddings of the 4D-aware UNet: motion magnitude and per-frame camera.
+"""Conditioning embeddings of the 4D-aware UNet: motion magnitude, per-frame camera and frame time.
 
 Both end in a zero-initialised linear layer, so a freshly added embedding outputs exactly 0
 and the fine-tuning starts from the base video model's behaviour (ControlNet-style).
@@ -95,3 +95,28 @@ class CameraEmbedding(nn.Module):
             raise ValueError(f"camera_c2w must be [B, F, 4, 4], got {tuple(c2w.shape)}")
         flat = c2w[:, :, :3, :4].reshape(-1, 12).to(dtype)
         return self.linear_2(self.act(self.linear_1(flat)))
+
+
+class FrameTimeEmbedding(nn.Module):
+    """Per-frame animation time: frame i of an F-frame orbit is at time ``i / (F - 1)`` -> sinusoidal
+    features -> Linear -> SiLU -> Linear (zero-init) -> ``[B * F, D]``.
+
+    The dynamic orbit ties each frame to one instant of the animation; without this the network
+    can tell frames apart only by their cameras (which say nothing about time when the orbit
+    starts at a random azimuth) and by the zero padding of its temporal convolutions. ``scale``
+    maps [0, 1] onto the range the timestep features resolve (as diffusion timesteps 0..1000).
+    """
+
+    def __init__(self, embed_dim: int, feature_dim: int = 64, scale: float = 1000.0):
+        super().__init__()
+        self.feature_dim = feature_dim
+        self.scale = scale
+        self.linear_1 = nn.Linear(feature_dim, embed_dim)
+        self.act = nn.SiLU()
+        self.linear_2 = _zero_linear(embed_dim, embed_dim)
+
+    def forward(self, batch: int, num_frames: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        times = torch.linspace(0.0, 1.0, num_frames, device=device) if num_frames > 1 else torch.zeros(1, device=device)
+        features = get_timestep_embedding(times * self.scale, self.feature_dim, flip_sin_to_cos=True, downscale_freq_shift=0)
+        emb = self.linear_2(self.act(self.linear_1(features.to(dtype))))  # [F, D]
+        return emb.repeat(batch, 1)  # frame-major within each batch item, as the per-frame time embedding

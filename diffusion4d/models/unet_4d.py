@@ -35,7 +35,7 @@ from diffusers.configuration_utils import register_to_config
 from diffusers.models.unets.unet_3d_condition import UNet3DConditionModel, UNet3DConditionOutput
 
 from diffusion4d.errors import UserError
-from diffusion4d.models.embeddings import CameraEmbedding, MotionMagnitudeEmbedding, PooledTextEmbedding
+from diffusion4d.models.embeddings import CameraEmbedding, FrameTimeEmbedding, MotionMagnitudeEmbedding, PooledTextEmbedding
 
 # config keys the 4D model adds on top of UNet3DConditionModel's
 NEW_OPTIONS = (
@@ -44,6 +44,7 @@ NEW_OPTIONS = (
     "motion_feature_dim",
     "motion_scale",
     "camera_conditioning",
+    "frame_time_conditioning",
     "text_pooled_conditioning",
     "static_conditioning",
     "image_conditioning",
@@ -61,6 +62,7 @@ class UNet4DConditionModel(UNet3DConditionModel):
         motion_feature_dim: number of sinusoidal features of m.
         motion_scale: m is multiplied by this before the sinusoidal features.
         camera_conditioning: add the per-frame camera embedding.
+        frame_time_conditioning: add the per-frame animation-time embedding (frame i at i / (F - 1)).
         text_pooled_conditioning: add the mean caption embedding to the time embedding (a global
             text path; off in the real presets, whose base model has none).
         static_conditioning: concatenate static-orbit latents to the input.
@@ -95,6 +97,7 @@ class UNet4DConditionModel(UNet3DConditionModel):
         motion_feature_dim: int = 256,
         motion_scale: float = 1000.0,
         camera_conditioning: bool = True,
+        frame_time_conditioning: bool = False,
         text_pooled_conditioning: bool = False,
         static_conditioning: bool = False,
         image_conditioning: bool = False,
@@ -133,6 +136,7 @@ class UNet4DConditionModel(UNet3DConditionModel):
             MotionMagnitudeEmbedding(time_embed_dim, motion_feature_dim, motion_scale) if motion_conditioning else None
         )
         self.camera_embedding = CameraEmbedding(time_embed_dim) if camera_conditioning else None
+        self.frame_time_embedding = FrameTimeEmbedding(time_embed_dim) if frame_time_conditioning else None
         self.text_pooled_embedding = PooledTextEmbedding(cross_attention_dim, time_embed_dim) if text_pooled_conditioning else None
         self.image_embeds_proj = (
             nn.Linear(image_embed_dim, cross_attention_dim)
@@ -201,7 +205,7 @@ class UNet4DConditionModel(UNet3DConditionModel):
         state = base.state_dict()
         conv_w = state.pop("conv_in.weight")
         own = model.state_dict()
-        new_prefixes = ("motion_embedding.", "camera_embedding.", "text_pooled_embedding.", "image_embeds_proj.", "conv_in.weight")
+        new_prefixes = ("motion_embedding.", "camera_embedding.", "frame_time_embedding.", "text_pooled_embedding.", "image_embeds_proj.", "conv_in.weight")
         # 4D modules of a 4D base that this model was built without are left behind
         state = {k: v for k, v in state.items() if k in own or not k.startswith(new_prefixes)}
         missing, unexpected = model.load_state_dict(state, strict=False)
@@ -300,6 +304,8 @@ class UNet4DConditionModel(UNet3DConditionModel):
             if camera_c2w.shape[:2] != (batch, num_frames):
                 raise ValueError(f"camera_c2w must be [B, F, 4, 4] = [{batch}, {num_frames}, 4, 4], got {tuple(camera_c2w.shape)}")
             emb = emb + self.camera_embedding(camera_c2w.to(emb.device), emb.dtype)
+        if self.frame_time_embedding is not None:
+            emb = emb + self.frame_time_embedding(batch, num_frames, emb.dtype, emb.device)
 
         # 2. cross-attention context (+ image tokens), per frame
         context = encoder_hidden_states
