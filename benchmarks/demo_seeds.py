@@ -102,6 +102,19 @@ def run_pair(demo: Path, folder: Path, overrides: Sequence[str]) -> None:
         raise SystemExit(f"demo_seeds: the demo failed in {folder}")
 
 
+def frame_change(folder: Path) -> Dict[str, Optional[float]]:
+    """What no target measures (no bar): the samples' mean view IoU gain (``view_iou`` of the demo's
+    evaluation; None when it did not compute it) and, per sweep, the measured motion at the largest m."""
+    from diffusion4d.app.demo_sections import SAMPLES_METHOD
+
+    def read(path: Path) -> dict:
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    view = read(folder / "eval" / "metrics.json").get("summary", {}).get(SAMPLES_METHOD, {}).get("view_iou", {}).get("mean")
+    groups = read(folder / "metrics.json").get("motion_control", {}).get("groups", [])
+    return {"view_iou": view, "motion_at_max": [g["measured"][-1] for g in groups if g.get("measured")]}
+
+
 def all_met(targets: dict) -> bool:
     """Whether a pair met every counted target (an unmeasured one counts as missed)."""
     return all(targets.get(k, {}).get("met") for k in COUNTED_TARGETS)
@@ -124,14 +137,21 @@ def table(rows: List[dict]) -> List[str]:
         text = "n/a" if value is None else f"{value:.3g}"
         return text + ("" if t.get("met") else " (x)")
 
-    lines = ["| stage-2 seed | sampling seed | IoU | colour | rho | identity | recon dB | all met | seconds |", "|---|---|---|---|---|---|---|---|---|"]
+    def change(r: dict) -> str:
+        view = r["change"]["view_iou"]
+        return ("n/a" if view is None else f"{view:.3f}") + " | " + (" / ".join(f"{m:.1e}" for m in r["change"]["motion_at_max"]) or "n/a")
+
+    lines = ["| stage-2 seed | sampling seed | IoU | colour | rho | identity | recon dB | all met | view IoU gain | motion at max m | seconds |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         t = r["targets"]
         lines.append(f"| {r['train_seed']} | {r['sampling_seed']} | " + " | ".join(cell(t.get(k, {})) for k in COUNTED_TARGETS)
-                     + f" | {'yes' if all_met(t) else 'no'} | {r['seconds']:.0f} |")
+                     + f" | {'yes' if all_met(t) else 'no'} | {change(r)} | {r['seconds']:.0f} |")
     counts = count_met(rows)
-    lines.append("| **met on** | | " + " | ".join(counts[k] for k in COUNTED_TARGETS) + f" | {counts['all']} | |")
-    lines.append("| mean | | " + " | ".join(_mean(rows, k) for k in COUNTED_TARGETS) + " | | |")
+    views = [r["change"]["view_iou"] for r in rows if r["change"]["view_iou"] is not None]
+    lines.append("| **met on** | | " + " | ".join(counts[k] for k in COUNTED_TARGETS) + f" | {counts['all']} | | | |")
+    view_mean = f"{sum(views) / len(views):.3f}" if views else "n/a"
+    lines.append("| mean | | " + " | ".join(_mean(rows, k) for k in COUNTED_TARGETS) + f" | | {view_mean} | | |")
     return lines
 
 
@@ -141,11 +161,18 @@ def _mean(rows: List[dict], key: str) -> str:
 
 
 def study_label(settings: Sequence[str]) -> str:
-    """Folder name of a study: ``demo`` for the demo's own settings, else the settings, made safe."""
+    """Folder name of a study: ``demo`` for the demo's own settings, else the settings, made safe (at most 100
+    characters: a longer text is cut and ends with a hash of the whole)."""
     if not settings:
         return "demo"
+    import hashlib
+
     text = "_".join(settings)
-    return "".join(ch if ch.isalnum() or ch in "._=-" else "-" for ch in text)[:100]
+    safe = "".join(ch if ch.isalnum() or ch in "._=-" else "-" for ch in text)
+    if len(safe) <= 100:
+        return safe
+    # cut long labels, and keep settings that differ only after the cut in separate folders
+    return safe[:89] + "-" + hashlib.sha1(text.encode()).hexdigest()[:10]
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -179,7 +206,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             if all(as_demo.changed_settings(name) == [] for name, _ in STAGES) and (demo / "metrics.json").is_file():
                 # the demo itself ran with exactly these settings: read it back
                 seconds = sum(as_demo.state[name].get("seconds", 0.0) for name in LATER_STAGES)
-                rows.append({"train_seed": t, "sampling_seed": s, "targets": json.loads((demo / "metrics.json").read_text())["targets"], "seconds": seconds})
+                rows.append({"train_seed": t, "sampling_seed": s, "targets": json.loads((demo / "metrics.json").read_text())["targets"],
+                             "change": frame_change(demo), "seconds": seconds})
                 continue
             if trained is None and as_demo.changed_settings("train") == []:
                 trained = demo
@@ -195,7 +223,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             seconds = sum(entry.get("seconds", 0.0) for name, entry in own_stages.items() if name not in shared)
             trained = trained or folder
             metrics = json.loads((folder / "metrics.json").read_text())
-            rows.append({"train_seed": t, "sampling_seed": s, "targets": metrics["targets"], "seconds": seconds})
+            rows.append({"train_seed": t, "sampling_seed": s, "targets": metrics["targets"], "change": frame_change(folder), "seconds": seconds})
             print(json.dumps({"train_seed": t, "sampling_seed": s, **{k: metrics["targets"][k]["value"] for k in COUNTED_TARGETS}}), flush=True)
     lines = table(rows)
     print("\n".join(lines))
@@ -205,7 +233,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             f"### Demo targets over seeds ({datetime.date.today().isoformat()}, {platform.node()}, CPU)",
             "",
             f"Command: `python benchmarks/demo_seeds.py --demo {args.demo} --sampling-seeds {args.sampling_seeds}"
-            + (f" --train-seeds {args.train_seeds}" if args.train_seeds else "") + "".join(f" --set '{x}'" for x in args.settings) + "`; (x): target missed; seconds: the stages the pair ran itself (stage 2 in the first pair of a training seed, then generation to report).",
+            + (f" --train-seeds {args.train_seeds}" if args.train_seeds else "") + "".join(f" --set '{x}'" for x in args.settings) + "`; (x): target missed; view IoU gain (mean of the samples) and the measured motion at the largest m (per sweep) have no bar; seconds: the stages the pair ran itself (stage 2 in the first pair of a training seed, then generation to report).",
             "",
         ]
         with open(args.results, "a") as f:

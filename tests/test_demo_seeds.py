@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from diffusion4d.app.demo import STAGES, DemoRun, load_demo_config
+from diffusion4d.app.demo_sections import SAMPLES_METHOD
 from diffusion4d.config import save_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,7 +47,9 @@ def _fake_demo(out: Path, overrides, calls):
                     "recon_psnr": {"value": None, "target": 22.0, "met": None},
                     "peak_memory_gb": {"value": 9.0, "target": 4.0, "met": False},
                 }
-                (r.out / "metrics.json").write_text(json.dumps({"targets": targets}))
+                motion = {"groups": [{"measured": [0.0, 1e-3 if noise == 0 else 2e-3]}]}
+                (r.out / "metrics.json").write_text(json.dumps({"targets": targets, "motion_control": motion}))
+                (r.eval_dir / "metrics.json").write_text(json.dumps({"summary": {SAMPLES_METHOD: {"view_iou": {"mean": 0.05 if noise == 0 else 0.01}}}}))
             return {}
         run.run_stage(name, fn)
 
@@ -85,8 +88,10 @@ def test_pairs_rerun_only_what_their_seeds_reach(tmp_path, monkeypatch):
     assert (demo / "generated" / "made_with.json").read_text() == before  # the demo's own results are untouched
     assert json.loads((study / "train0_noise1000" / "generated" / "made_with.json").read_text())["sampling_seed"] == 1000
     text = results.read_text()
-    assert "| **met on** | | 2 of 4 | 2 of 4 | 4 of 4 | 4 of 4 | 0 of 0 | 0 of 4 | |" in text  # unmeasured recon: no pair passes all
-    assert "| mean | | 0.6 | 0.7 | 1 | 0.9 | n/a | | |" in text
+    assert "| **met on** | | 2 of 4 | 2 of 4 | 4 of 4 | 4 of 4 | 0 of 0 | 0 of 4 | | | |" in text  # unmeasured recon: no pair passes all
+    assert "| mean | | 0.6 | 0.7 | 1 | 0.9 | n/a | | 0.030 | | |" in text
+    # what no target measures: the samples' view IoU gain and each sweep's motion at the largest m, per pair
+    assert "| 5 | 1000 | 0.5 (x) | 0.6 (x) | 1 | 0.9 | n/a (x) | no | 0.010 | 2.0e-03 |" in text
 
     # a rerun reads finished pairs back: nothing runs again
     calls.clear()
@@ -104,6 +109,14 @@ def test_a_shared_stage_that_would_be_redone_is_refused(tmp_path):
     with pytest.raises(SystemExit, match="'curate' .* would be redone .*frames"):
         ds.check_reused(pair, cfg, list(shared))
     assert (demo / "curated" / "made_with.json").exists()
+
+
+def test_study_labels_of_long_settings_stay_apart():
+    ds = _module()
+    assert ds.study_label([]) == "demo" and ds.study_label(["guidance=[2.0, 0.5]"]) == "guidance=-2.0--0.5-"
+    long = 'stage2_overrides=["optim.lr_scheduler=cosine","model.frame_time_conditioning=true","loss.frame_deviation_weight={}"]'
+    a, b = ds.study_label([long.format(1)]), ds.study_label([long.format(2)])
+    assert a != b and len(a) == len(b) == 100
 
 
 def test_training_seed_and_pair_overrides():
