@@ -60,18 +60,26 @@ def pair_overrides(cfg, train_seed: int, sampling_seed: int) -> List[str]:
 def prepare_pair(folder: Path, stages: Dict[str, Path]) -> None:
     """Make ``folder`` a demo folder whose stages ``stages`` (name -> finished demo folder holding it)
     are links to those folders' results, with their ``demo_state.json`` entries. Stages the pair
-    already finished itself are kept (an interrupted study resumes)."""
-    from diffusion4d.app.demo import STATE_FILE, DemoRun
+    already finished itself are kept (an interrupted study resumes), unless a linked stage's result is
+    no longer the one they were made from (its source was redone since): then the pair's own stages
+    after it are deleted, so they run again."""
+    import shutil
+
+    from diffusion4d.app.demo import STAGES, STATE_FILE, DemoRun
     from diffusion4d.io.records import DemoState
 
     folder.mkdir(parents=True, exist_ok=True)
     state_path = folder / STATE_FILE
     state = DemoState.read(state_path).stages if state_path.exists() else {}
     probe = DemoRun(folder, None, "cpu", False)
+    order = [name for name, _ in STAGES]
+    changed = []
     for name, source in stages.items():
         entry = DemoState.read(source / STATE_FILE).stages.get(name)
         if not entry or entry.get("status") != "done":
             raise SystemExit(f"demo_seeds: stage '{name}' has not finished in {source}")
+        if name in state and state[name] != entry:
+            changed.append(order.index(name))
         link, target = probe.stage_folder(name), DemoRun(source, None, "cpu", False).stage_folder(name)
         if link.is_symlink():
             link.unlink()
@@ -79,6 +87,13 @@ def prepare_pair(folder: Path, stages: Dict[str, Path]) -> None:
             raise SystemExit(f"demo_seeds: {link} exists and is not a link to {target}; delete it to redo this pair")
         os.symlink(target.resolve(), link, target_is_directory=True)
         state[name] = entry
+    if changed:
+        for name in order[min(changed) + 1 :]:
+            if name in stages or state.pop(name, None) is None:
+                continue
+            own = probe.stage_folder(name)
+            if own is not None and own.exists() and not own.is_symlink():
+                shutil.rmtree(own)
     DemoState(stages=state).write(state_path)
 
 

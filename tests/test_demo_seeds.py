@@ -99,6 +99,29 @@ def test_pairs_rerun_only_what_their_seeds_reach(tmp_path, monkeypatch):
     assert calls == []
 
 
+def test_a_pair_reruns_what_followed_a_linked_stage_that_was_redone(tmp_path, monkeypatch):
+    """A pair's own later stages are kept only while the stage 2 they were made from is still the one
+    it links to: after the demo's stage 2 is redone, relinking it drops them, so they run again."""
+    from diffusion4d.io.records import DemoState
+
+    ds = _module()
+    calls = []
+    demo = _finished_demo(tmp_path, calls)
+    monkeypatch.setattr(ds, "run_pair", lambda demo_folder, folder, overrides: _fake_demo(folder, overrides, calls))
+    assert ds.main(["--demo", str(demo), "--sampling-seeds", "0,1000"]) == 0
+    pair = demo / "seed_study" / "demo" / "train0_noise1000"
+    assert (pair / "generated").is_dir()
+    shared = {**{name: demo for name in ds.SHARED_STAGES}, "train": demo}
+    ds.prepare_pair(pair, shared)  # nothing changed: everything kept
+    assert "generate" in DemoState.read(pair / "demo_state.json").stages and (pair / "generated").is_dir()
+
+    _fake_demo(demo, ['stage2_overrides=["loss.omega=3"]'], calls)  # the demo's stage 2 redone
+    ds.prepare_pair(pair, shared)
+    stages = DemoState.read(pair / "demo_state.json").stages
+    assert not {"generate", "reconstruct", "evaluate", "report"} & set(stages) and not (pair / "generated").exists()
+    assert stages["train"] == DemoState.read(demo / "demo_state.json").stages["train"]
+
+
 def test_a_shared_stage_that_would_be_redone_is_refused(tmp_path):
     ds = _module()
     demo = _finished_demo(tmp_path, [])
