@@ -21,7 +21,25 @@ def _zero_linear(dim_in: int, dim_out: int) -> nn.Linear:
     return layer
 
 
-class MotionMagnitudeEmbedding(nn.Module):
+class _ScalarEmbedding(nn.Module):
+    """A scalar per row -> sinusoidal features of ``value * scale`` (the timestep features) -> Linear ->
+    SiLU -> Linear (zero-init) -> ``[N, D]``."""
+
+    def __init__(self, embed_dim: int, feature_dim: int, scale: float):
+        super().__init__()
+        self.feature_dim = feature_dim
+        self.scale = scale
+        self.linear_1 = nn.Linear(feature_dim, embed_dim)
+        self.act = nn.SiLU()
+        self.linear_2 = _zero_linear(embed_dim, embed_dim)
+
+    def embed(self, values: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """``values`` ``[N]`` -> ``[N, D]``."""
+        features = get_timestep_embedding(values * self.scale, self.feature_dim, flip_sin_to_cos=True, downscale_freq_shift=0)
+        return self.linear_2(self.act(self.linear_1(features.to(dtype))))
+
+
+class MotionMagnitudeEmbedding(_ScalarEmbedding):
     """m -> sinusoidal features -> Linear -> SiLU -> Linear (zero-init) -> ``[B, D]``.
 
     ``m`` is the mean-form motion magnitude of :mod:`diffusion4d.motion` (typically 0..0.1);
@@ -31,12 +49,7 @@ class MotionMagnitudeEmbedding(nn.Module):
     """
 
     def __init__(self, embed_dim: int, feature_dim: int = 256, scale: float = 1000.0):
-        super().__init__()
-        self.feature_dim = feature_dim
-        self.scale = scale
-        self.linear_1 = nn.Linear(feature_dim, embed_dim)
-        self.act = nn.SiLU()
-        self.linear_2 = _zero_linear(embed_dim, embed_dim)
+        super().__init__(embed_dim, feature_dim, scale)
         self.null_embedding = nn.Parameter(torch.zeros(embed_dim))
 
     def forward(self, m: Optional[torch.Tensor], batch: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -50,9 +63,7 @@ class MotionMagnitudeEmbedding(nn.Module):
         if m.numel() != batch:
             raise ValueError(f"motion_magnitude has {m.numel()} entries for a batch of {batch}")
         dropped = torch.isnan(m)
-        features = get_timestep_embedding(torch.nan_to_num(m) * self.scale, self.feature_dim, flip_sin_to_cos=True, downscale_freq_shift=0)
-        emb = self.linear_2(self.act(self.linear_1(features.to(dtype))))
-        return torch.where(dropped[:, None], null[None], emb)
+        return torch.where(dropped[:, None], null[None], self.embed(torch.nan_to_num(m), dtype))
 
 
 class PooledTextEmbedding(nn.Module):
@@ -97,7 +108,7 @@ class CameraEmbedding(nn.Module):
         return self.linear_2(self.act(self.linear_1(flat)))
 
 
-class FrameTimeEmbedding(nn.Module):
+class FrameTimeEmbedding(_ScalarEmbedding):
     """Per-frame animation time: frame i of an F-frame orbit is at time ``i / (F - 1)`` -> sinusoidal
     features -> Linear -> SiLU -> Linear (zero-init) -> ``[B * F, D]``.
 
@@ -108,15 +119,8 @@ class FrameTimeEmbedding(nn.Module):
     """
 
     def __init__(self, embed_dim: int, feature_dim: int = 64, scale: float = 1000.0):
-        super().__init__()
-        self.feature_dim = feature_dim
-        self.scale = scale
-        self.linear_1 = nn.Linear(feature_dim, embed_dim)
-        self.act = nn.SiLU()
-        self.linear_2 = _zero_linear(embed_dim, embed_dim)
+        super().__init__(embed_dim, feature_dim, scale)
 
     def forward(self, batch: int, num_frames: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
         times = torch.linspace(0.0, 1.0, num_frames, device=device) if num_frames > 1 else torch.zeros(1, device=device)
-        features = get_timestep_embedding(times * self.scale, self.feature_dim, flip_sin_to_cos=True, downscale_freq_shift=0)
-        emb = self.linear_2(self.act(self.linear_1(features.to(dtype))))  # [F, D]
-        return emb.repeat(batch, 1)  # frame-major within each batch item, as the per-frame time embedding
+        return self.embed(times, dtype).repeat(batch, 1)  # frame-major within each batch item, as the per-frame time embedding
