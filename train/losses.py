@@ -214,7 +214,8 @@ def total_loss(
 ) -> Dict[str, torch.Tensor]:
     """``{"loss": L_ldm + omega * L_mr, "ldm": L_ldm, "mr": L_mr}``; ``snr_gamma > 0`` weights
     L_ldm per sample with :func:`min_snr_weights`, ``element_weights`` per element
-    (:func:`foreground_weights`)."""
+    (:func:`foreground_weights`); ``frame_deviation_weight = k`` adds to L_ldm ``k`` times the mean
+    square of the error's deviation from its mean over the frames (axis 2 of ``[B, C, F, H, W]``)."""
     target = diffusion_target(prediction_type, alphas_cumprod, z0, noise, timesteps)
     l_ldm = ldm_loss(prediction, target, min_snr_weights(snr_gamma, prediction_type, alphas_cumprod, timesteps), element_weights)
     if frame_deviation_weight:

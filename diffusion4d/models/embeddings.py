@@ -1,6 +1,6 @@
 """Conditioning embeddings of the 4D-aware UNet: motion magnitude, per-frame camera and frame time.
 
-Both end in a zero-initialised linear layer, so a freshly added embedding outputs exactly 0
+Each ends in a zero-initialised linear layer, so a freshly added embedding outputs exactly 0
 and the fine-tuning starts from the base video model's behaviour (ControlNet-style).
 """
 
