@@ -148,9 +148,9 @@ def _generation(folder: Path) -> dict:
     return record.to_json() if record is not None else {}
 
 
-#: the demo's targets for the tiny model (docs/training.md, "The demo's model")
 #: the method name the demo's text-to-4D samples are evaluated under (``diffusion4d evaluate --pred NAME=...``)
 SAMPLES_METHOD = "diffusion4d_tiny"
+#: the demo's targets for the tiny model (docs/training.md, "The demo's model")
 TARGETS = {"iou": 0.6, "colour": 0.8, "spearman": 0.9, "identity_iou": 0.8, "recon_psnr": 22.0, "peak_memory_gb": 4.0}
 #: targets that are upper bounds (the value must stay below them); the others are lower bounds
 UPPER_BOUNDS = {"peak_memory_gb"}
