@@ -157,3 +157,71 @@ def test_summary_reports_colour_error_and_no_heldout_psnr_without_held_out_asset
     assert len(every["colour_error_per_uid"]) == 5
     with pytest.raises(Exception, match="foreground_weight must be >= 0"):
         load_config(AutoencoderConfig, None, ["foreground_weight=-1"])
+
+
+def test_latent_whitening_gives_identity_covariance():
+    from diffusion4d.train.autoencoder import latent_whitening
+
+    g = torch.Generator().manual_seed(0)
+    mix = torch.tensor([[1.0, 0.0, 0.0], [0.9, 0.1, 0.0], [0.8, 0.0, 0.02]])  # nearly one direction, like the demo's latents
+    z = torch.randn(4000, 3, generator=g) @ mix.T + torch.tensor([0.5, -1.0, 2.0])
+    a, mean, eigenvalues = latent_whitening(z)
+    white = (z.double() - mean) @ a.T
+    assert torch.allclose(torch.cov(white.T), torch.eye(3, dtype=torch.float64), atol=1e-6)
+    assert torch.allclose(white.mean(0), torch.zeros(3, dtype=torch.float64), atol=1e-9)
+    assert torch.all(eigenvalues[1:] >= eigenvalues[:-1]) and eigenvalues[0] < 1e-2 * eigenvalues[-1]
+    assert torch.allclose(eigenvalues, torch.linalg.eigvalsh(torch.cov(z.double().T)))
+    assert torch.allclose(a, a.T)  # ZCA: symmetric, the whitened axes stay closest to the channels
+
+
+def test_folded_whitening_equals_transforming_the_latents_by_hand(trained):
+    """The fast path (the transform folded into the 1x1 convs around the latent) against the reference
+    (the untouched autoencoder, its latents transformed by hand): the same latents, the same decodes."""
+    from diffusers import AutoencoderKL
+
+    from diffusion4d.train.autoencoder import collect_frames, fold_latent_transform, latent_whitening
+
+    root, _, _ = trained
+    reference = AutoencoderKL.from_pretrained(root / "vae").eval()
+    folded = AutoencoderKL.from_pretrained(root / "vae").eval()
+    frames, _ = collect_frames(root / "curated", 32)
+    x = torch.from_numpy(frames) * 2 - 1
+    with torch.no_grad():
+        z = reference.encode(x).latent_dist.mode()  # [N, 4, 8, 8]
+        a, mean, _ = latent_whitening(z.permute(0, 2, 3, 1).reshape(-1, 4))
+        fold_latent_transform(folded, a, mean)
+        by_hand = torch.einsum("ij,njhw->nihw", a.float(), z - mean.float()[None, :, None, None])
+        z_folded = folded.encode(x).latent_dist.mode()
+        assert torch.allclose(z_folded, by_hand, atol=1e-4)
+        cov = torch.cov(z_folded.permute(0, 2, 3, 1).reshape(-1, 4).T.double())
+        assert torch.allclose(cov, torch.eye(4, dtype=torch.float64), atol=1e-3)
+        assert torch.allclose(folded.decode(z_folded).sample, reference.decode(z).sample, atol=1e-4)
+        noise = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(1))  # any latent, not only encoded ones
+        unwhitened = torch.einsum("ij,njhw->nihw", torch.linalg.inv(a).float(), noise) + mean.float()[None, :, None, None]
+        assert torch.allclose(folded.decode(noise).sample, reference.decode(unwhitened).sample, atol=1e-4)
+
+
+def test_whiten_latents_option_records_the_eigenvalues(trained, tmp_path):
+    from diffusers import AutoencoderKL
+
+    from diffusion4d.config import load_config
+    from diffusion4d.models.latents import encode_frames
+    from diffusion4d.train.autoencoder import collect_frames, train_autoencoder
+    from diffusion4d.train.train_config import AutoencoderConfig
+
+    root, _, _ = trained
+    args = ["resolution=32", "steps=5", "batch_size=4", "num_threads=1", "holdout_every=0", "lr_scheduler=cosine"]
+    plain = train_autoencoder(load_config(AutoencoderConfig, None, args), str(root / "curated"), str(tmp_path / "plain"))
+    white = train_autoencoder(load_config(AutoencoderConfig, None, [*args, "whiten_latents=true"]), str(root / "curated"),
+                              str(tmp_path / "white"))
+    assert plain["latent_eigenvalues"] is None and len(white["latent_eigenvalues"]) == 4
+    assert white["psnr_train"] == pytest.approx(plain["psnr_train"], abs=1e-3)  # same training; the fold keeps round trips
+    assert white["colour_error_per_uid"] == pytest.approx(plain["colour_error_per_uid"], abs=2e-4)
+    frames, _ = collect_frames(root / "curated", 32)
+    vae = AutoencoderKL.from_pretrained(tmp_path / "white").eval()
+    with torch.no_grad():
+        z = encode_frames(vae, torch.from_numpy(frames)[None])[0]  # [4, N, 8, 8]
+    cov = torch.cov(z.reshape(4, -1).double()) / vae.config.scaling_factor**2
+    assert torch.allclose(cov, torch.eye(4, dtype=torch.float64), atol=1e-3)
+    with pytest.raises(Exception, match="lr_scheduler"):
+        load_config(AutoencoderConfig, None, ["lr_scheduler=sometimes"])

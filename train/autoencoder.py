@@ -112,6 +112,43 @@ def colour_fidelity(original: torch.Tensor, recon: torch.Tensor, uids: List[str]
     return {"mean": round(sum(per_uid.values()) / len(per_uid), 4), "max": per_uid[worst], "worst": worst, "per_uid": per_uid}
 
 
+def latent_whitening(z: torch.Tensor, floor: float = 1e-6) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """ZCA whitening of latent vectors ``z`` ``[N, C]``: ``(A, mean, eigenvalues)`` such that
+    ``A @ (z - mean)`` has identity covariance. ``A = V diag(lambda^-1/2) V^T`` from the eigen-decomposition
+    of the covariance (eigenvalues below ``floor x`` the largest are raised to it); ``eigenvalues`` ascending."""
+    z = z.double()
+    mean = z.mean(0)
+    eigenvalues, vectors = torch.linalg.eigh(torch.cov((z - mean).T))
+    clamped = eigenvalues.clamp(min=float(eigenvalues.max()) * floor)
+    return vectors @ torch.diag(clamped.rsqrt()) @ vectors.T, mean, eigenvalues
+
+
+@torch.no_grad()
+def fold_latent_transform(vae, a: torch.Tensor, mean: torch.Tensor) -> None:
+    """Make ``vae`` encode to ``z' = a (z - mean)`` and decode from it (``z = a^-1 z' + mean``), in place,
+    by rewriting its 1x1 ``quant_conv`` (posterior mean rows) and ``post_quant_conv``. The posterior mode
+    round trip is unchanged up to float rounding. A diagonal posterior cannot carry a rotated variance:
+    each new log-variance is the mean of the old ones plus ``log (a a^T)_ii``, exact when the old
+    variances are equal (this project encodes with the mode only)."""
+    c = a.shape[0]
+    if vae.quant_conv is None or vae.post_quant_conv is None:
+        raise ValueError("latent whitening needs the autoencoder's quant_conv and post_quant_conv (use_quant_conv)")
+    a64, mean64 = a.double(), mean.double()
+    q_w, q_b = vae.quant_conv.weight.double(), vae.quant_conv.bias.double()  # [2C, C_in, 1, 1], [2C]
+    w_mean = q_w[:c, :, 0, 0]
+    q_w[:c, :, 0, 0] = a64 @ w_mean
+    q_b[:c] = a64 @ (q_b[:c] - mean64)
+    q_w[c:] = q_w[c:].mean(0, keepdim=True).expand(c, -1, -1, -1).clone()
+    q_b[c:] = q_b[c:].mean() + torch.log(torch.diag(a64 @ a64.T))
+    p_w, p_b = vae.post_quant_conv.weight.double(), vae.post_quant_conv.bias.double()  # [C, C, 1, 1], [C]
+    w_post = p_w[:, :, 0, 0]
+    p_b = p_b + w_post @ mean64
+    p_w[:, :, 0, 0] = w_post @ torch.linalg.inv(a64)
+    for conv, w, b in ((vae.quant_conv, q_w, q_b), (vae.post_quant_conv, p_w, p_b)):
+        conv.weight.copy_(w.to(conv.weight.dtype))
+        conv.bias.copy_(b.to(conv.bias.dtype))
+
+
 def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     from diffusion4d.metrics import psnr_per_frame
 
@@ -139,6 +176,9 @@ def train_autoencoder(cfg, data_root: str, output: str) -> dict:
     log.info("autoencoder: %d training frames from %d assets, %d held out", len(train_x), len(names) - len(held), int(mask.sum()))
     vae = build_autoencoder(cfg)
     opt = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, weight_decay=0.0)
+    from diffusers.optimization import get_scheduler
+
+    schedule = get_scheduler(cfg.lr_scheduler, opt, num_warmup_steps=0, num_training_steps=cfg.steps)
     gen = torch.Generator().manual_seed(cfg.seed)
     start = time.perf_counter()
     vae.train()
@@ -157,8 +197,15 @@ def train_autoencoder(cfg, data_root: str, output: str) -> dict:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
         opt.step()
+        schedule.step()
     vae.eval()
     with torch.no_grad():
+        whitening = None
+        if cfg.whiten_latents:  # statistics over every latent cell of every training frame
+            z = torch.cat([vae.encode(c * 2 - 1).latent_dist.mode() for c in train_x.split(64)])
+            a, mean, eigenvalues = latent_whitening(z.permute(0, 2, 3, 1).reshape(-1, z.shape[1]))
+            fold_latent_transform(vae, a, mean)
+            whitening = [float(e) for e in eigenvalues]
         z = torch.cat([vae.encode(c * 2 - 1).latent_dist.mode() for c in train_x[:512].split(64)])
         scale = 1.0 / max(float(z.std()), 1e-6)
 
@@ -181,6 +228,7 @@ def train_autoencoder(cfg, data_root: str, output: str) -> dict:
         "colour_error_train_max": fidelity["max"],
         "colour_error_worst": fidelity["worst"],
         "colour_error_per_uid": fidelity["per_uid"],
+        "latent_eigenvalues": whitening,  # of the latent covariance before whitening (None: not whitened)
         "heldout_assets": sorted(held),
         "parameters": sum(p.numel() for p in vae.parameters()),
     }

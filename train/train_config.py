@@ -185,6 +185,11 @@ class AutoencoderConfig:
     steps: int = 600  # optimisation steps
     batch_size: int = 16  # frames per step
     lr: float = 1.0e-3  # AdamW learning rate
+    lr_scheduler: str = "constant"  # diffusers get_scheduler name (constant, cosine, linear...), over `steps`, no warmup
+    # fold a whitening of the latents (ZCA over the training frames' posterior modes) into the 1x1 convs around the
+    # latent: every latent direction then has unit variance. Without it the demo's latents vary along 2 of 4
+    # directions (eigenvalues 1.7, 0.1, 5e-4, 1e-4) and colour lives in the two flat ones (docs/training.md)
+    whiten_latents: bool = False
     holdout_every: int = 5  # every k-th asset (sorted uids) is held out for the reported PSNR (0: none)
     seed: int = 0  # init, batches, flips
     num_threads: int = 0  # torch CPU threads (0: torch's default)
@@ -194,5 +199,9 @@ class AutoencoderConfig:
             raise ValueError("resolution >= 8, steps >= 1, batch_size >= 1 and lr > 0 are required")
         if self.foreground_weight < 0:
             raise ValueError(f"foreground_weight must be >= 0, got {self.foreground_weight}")
+        from diffusers.optimization import SchedulerType
+
+        if self.lr_scheduler not in {t.value for t in SchedulerType}:
+            raise ValueError(f"lr_scheduler {self.lr_scheduler!r} is not one of diffusers' schedules: {', '.join(t.value for t in SchedulerType)}")
         if any(c % self.norm_num_groups for c in self.block_out_channels):
             raise ValueError(f"every block_out_channels entry must be a multiple of norm_num_groups={self.norm_num_groups}")
