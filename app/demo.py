@@ -256,7 +256,8 @@ def stage_autoencoder(run: DemoRun) -> dict:
     import json
 
     summary = json.loads((run.autoencoder_dir / SUMMARY_FILE).read_text())
-    keys = ("steps", "psnr_train", "psnr_heldout", "latent", "seconds", "colour_error_train", "colour_error_train_max", "colour_error_worst")
+    keys = ("steps", "psnr_train", "psnr_heldout", "latent", "seconds", "colour_error_train", "colour_error_train_max", "colour_error_worst",
+            "latent_eigenvalues")
     return {"folder": str(run.autoencoder_dir), **{k: summary.get(k) for k in keys}}
 
 

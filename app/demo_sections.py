@@ -25,6 +25,21 @@ def _clip_video(folder: Path, caption: str, fps: float = 6.0) -> str:
     return R.video_tag(clip.frames, fps=fps, caption=caption)
 
 
+def _rgb_frames(folder: Path) -> np.ndarray:
+    """A clip's frames over white as ``[F, H, W, 3]`` uint8 (for :func:`report.frame_sheet`)."""
+    from diffusion4d.io import frames_to_float
+
+    return (np.clip(frames_to_float(read_clip(folder).frames), 0.0, 1.0) * 255.0).round().astype(np.uint8)
+
+
+def _sheet(folders: List[Path], caption: str) -> str:
+    """Every frame of each clip folder that exists, one row per clip, as a report figure ('' when none exists)."""
+    rows = [_rgb_frames(f) for f in folders if f.is_dir()]
+    if not rows or len({r.shape[1:] for r in rows}) != 1:
+        return ""
+    return R.image_tag(R.frame_sheet(rows, scale=2 if rows[0].shape[2] <= 64 else 1), caption, sheet=True)
+
+
 def _read_losses(train_dir: Path) -> List[dict]:
     path = train_dir / "losses.jsonl"
     if not path.exists():
@@ -137,6 +152,9 @@ def _autoencoder_paragraph(run: "DemoRun", metrics: dict) -> str:
     if ae.get("colour_error_train") is not None:
         text += (f" Its round trip moves an object's mean colour by {ae['colour_error_train']:.3f} on average (RGB in [0, 1]; worst "
                  f"{ae['colour_error_train_max']:.3f}, {ae['colour_error_worst']}): the samples' colours cannot be truer than that.")
+    if ae.get("latent_eigenvalues"):
+        text += (" The latents are whitened (every direction at unit variance); before whitening, the variances along their "
+                 f"principal directions were {', '.join(f'{e:.2g}' for e in reversed(ae['latent_eigenvalues']))}.")
     return R.paragraph(text)
 
 
@@ -171,6 +189,9 @@ def section_generation(run: "DemoRun", report: R.Report, metrics: dict) -> None:
     body = R.paragraph("Text-to-4D samples for training captions (the training distribution), next to the renders of the asset "
                        "the caption describes, at the size they were generated.")
     body += R.row(figures)
+    pairs = [folder for sample in samples
+             for folder in (run.curated_dir / sample["uid"] / "dynamic", run.generated_dir / "prompts" / sample["uid"] / "dynamic")]
+    body += _sheet(pairs, "every frame of the orbits: per caption, its asset's ground-truth render (upper row) and the sample (lower row)")
     evaluation = _eval_json(run.eval_dir / "metrics.json")
     per_asset = evaluation.get("per_asset", {}).get(SAMPLES_METHOD, {})
     colours = _colour_check(evaluation, samples)
@@ -241,6 +262,7 @@ def _section_sweeps(run: "DemoRun", report: R.Report, metrics: dict) -> None:
         names = group.get("samples", [])
         body += R.row([_clip_video(sweep_dir / n / "dynamic", f"m = {m:g}") for n, m in zip(names, group.get("requested", []))
                        if (sweep_dir / n / "dynamic").is_dir()])
+        body += _sheet([sweep_dir / n / "dynamic" for n in names], "every frame of the sweep, one row per requested m (top: m = 0)")
         measured = [v if v is not None else float("nan") for v in group.get("measured", [])]
         body += R.line_plot({"measured": (group.get("requested", []), measured)}, title=f"motion control: {group.get('prompt', '')}",
                             xlabel="requested m", ylabel="measured", markers=True)

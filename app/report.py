@@ -20,6 +20,7 @@ table{border-collapse:collapse;margin:.6em 0;font-size:.92em} td,th{border:1px s
 th{background:#f3f3f3} td:first-child,th:first-child{text-align:left}
 .row{display:flex;flex-wrap:wrap;gap:14px;align-items:flex-start}
 figure{margin:0;text-align:center;font-size:.85em;max-width:260px} figure video,figure img{width:192px;image-rendering:pixelated;border:1px solid #ddd;background:#fff}
+figure.sheet{max-width:none} figure.sheet img{width:auto;max-width:100%}
 .note{background:#fff8e1;border-left:4px solid #f0b400;padding:.5em 1em;margin:.8em 0}
 .muted{color:#777;font-size:.9em} svg{background:#fff;border:1px solid #ddd}
 """
@@ -42,8 +43,9 @@ def video_tag(frames: np.ndarray, fps: float = 8.0, caption: str = "") -> str:
     )
 
 
-def image_tag(image: np.ndarray, caption: str = "") -> str:
-    """``<figure>`` with a PNG of ``image`` [H, W, 3|4] uint8 embedded."""
+def image_tag(image: np.ndarray, caption: str = "", sheet: bool = False) -> str:
+    """``<figure>`` with a PNG of ``image`` [H, W, 3|4] uint8 embedded; ``sheet``: shown at its own size (up to the
+    page width) instead of the videos' thumbnail width, for :func:`frame_sheet` images."""
     import io
 
     from PIL import Image
@@ -51,7 +53,28 @@ def image_tag(image: np.ndarray, caption: str = "") -> str:
     buf = io.BytesIO()
     Image.fromarray(np.asarray(image)).save(buf, format="PNG")
     uri = _data_uri(buf.getvalue(), "image/png")
-    return f'<figure><img src="{uri}" alt="{html.escape(caption)}"><figcaption>{html.escape(caption)}</figcaption></figure>'
+    cls = ' class="sheet"' if sheet else ""
+    return f'<figure{cls}><img src="{uri}" alt="{html.escape(caption)}"><figcaption>{html.escape(caption)}</figcaption></figure>'
+
+
+def frame_sheet(rows: Sequence[np.ndarray], scale: int = 1, gap: int = 4) -> np.ndarray:
+    """A contact sheet: the frames ``[F, H, W, 3]`` uint8 of each row side by side, rows stacked, every frame
+    enlarged ``scale`` x (nearest neighbour) and separated by ``gap`` white pixels -> ``[H', W', 3]`` uint8.
+    Every frame must have the same ``H, W``; a shorter row leaves white at its end. A screenshot shows one
+    frame of a video; the sheet shows all of them at once."""
+    if not rows:
+        raise ValueError("frame_sheet needs at least one row")
+    shapes = {tuple(r.shape[1:]) for r in rows}
+    if len(shapes) != 1 or any(r.ndim != 4 or r.shape[-1] != 3 for r in rows):
+        raise ValueError(f"every row must be [F, H, W, 3] with one H, W; got {[tuple(r.shape) for r in rows]}")
+    h, w = rows[0].shape[1] * scale, rows[0].shape[2] * scale
+    cols = max(len(r) for r in rows)
+    sheet = np.full((len(rows) * h + (len(rows) - 1) * gap, cols * w + (cols - 1) * gap, 3), 255, dtype=np.uint8)
+    for i, frames in enumerate(rows):
+        for j, frame in enumerate(frames):
+            big = np.asarray(frame, dtype=np.uint8).repeat(scale, axis=0).repeat(scale, axis=1)
+            sheet[i * (h + gap):i * (h + gap) + h, j * (w + gap):j * (w + gap) + w] = big
+    return sheet
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

@@ -47,7 +47,9 @@ def test_quick_demo_runs_every_stage_and_reruns_skip(tmp_path):
     assert set(metrics["reconstruction"]) == {"generated", "ground_truth"}
     html = (out / "report.html").read_text()
     assert html.count("<video") >= 8 and "<svg" in html
+    assert html.count('<figure class="sheet">') == 2  # every frame: the caption samples and the one sweep
     assert "mean colour by" in html  # the autoencoder's colour error (the apostrophe is HTML-escaped)
+    assert "The latents are whitened" in html and len(state["autoencoder"]["latent_eigenvalues"]) == 4
     if find_chromium() is not None:
         assert state["report"]["browser"]["ok"] is True
         assert (out / "report_screenshot.png").stat().st_size > 10_000

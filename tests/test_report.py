@@ -27,6 +27,26 @@ def test_report_is_self_contained(tmp_path):
     assert "<svg" in text and "n/a" in text and "src=\"http" not in text
 
 
+def test_frame_sheet_places_every_frame():
+    """Reference: each frame read back from its slot of the sheet, enlarged by repeating pixels."""
+    rng = np.random.default_rng(0)
+    rows = [rng.integers(0, 255, (3, 5, 4, 3), dtype=np.uint8), rng.integers(0, 255, (2, 5, 4, 3), dtype=np.uint8)]
+    sheet = R.frame_sheet(rows, scale=2, gap=3)
+    assert sheet.shape == (2 * 10 + 3, 3 * 8 + 2 * 3, 3) and sheet.dtype == np.uint8
+    for i, frames in enumerate(rows):
+        for j, frame in enumerate(frames):
+            slot = sheet[i * 13:i * 13 + 10, j * 11:j * 11 + 8]
+            assert np.array_equal(slot[::2, ::2], frame) and np.array_equal(slot[1::2, 1::2], frame)
+    assert (sheet[10:13] == 255).all() and (sheet[:, 8:11] == 255).all()  # white gaps
+    assert (sheet[13:, 22:] == 255).all()  # the shorter row ends in white
+    tag = R.image_tag(sheet, caption="every frame", sheet=True)
+    assert tag.startswith('<figure class="sheet"><img src="data:image/png;base64,')
+    with pytest.raises(ValueError, match="one H, W"):
+        R.frame_sheet([rows[0], np.zeros((2, 6, 4, 3), np.uint8)])
+    with pytest.raises(ValueError, match="at least one row"):
+        R.frame_sheet([])
+
+
 def test_markdown_table_conversion():
     html = R.markdown_table_to_html("| a | b |\n|---|---|\n| 1 | 2 |\n")
     assert html.count("<tr>") == 2 and "<th>a</th>" in html
