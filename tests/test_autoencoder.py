@@ -225,3 +225,28 @@ def test_whiten_latents_option_records_the_eigenvalues(trained, tmp_path):
     assert torch.allclose(cov, torch.eye(4, dtype=torch.float64), atol=1e-3)
     with pytest.raises(Exception, match="lr_scheduler"):
         load_config(AutoencoderConfig, None, ["lr_scheduler=sometimes"])
+
+
+def test_a_retrained_autoencoder_in_the_same_folder_gets_a_new_latent_cache(trained, tmp_path):
+    """The trainer names its latent cache by what produced it; an autoencoder folder counts by its files'
+    content, so a retrained one (same path) cannot reuse the old latents."""
+    import shutil
+
+    from diffusion4d.train.orbit_dataset import cache_fingerprint, model_folder_identity
+
+    root, _, _ = trained
+    folder = tmp_path / "vae"
+    shutil.copytree(root / "vae", folder)
+
+    def tag():
+        return cache_fingerprint(["4d", 32, 4, model_folder_identity(str(folder)), "minilm"])
+
+    first = tag()
+    assert tag() == first  # same files, same cache
+    weights = folder / "diffusion_pytorch_model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1  # one bit of the weights
+    weights.write_bytes(bytes(data))
+    assert tag() != first
+    assert model_folder_identity("base") == "base" and model_folder_identity(None) is None
+    assert model_folder_identity(str(tmp_path / "not-there")) == str(tmp_path / "not-there")

@@ -282,3 +282,20 @@ def missing_cache_entries(dataset: OrbitDataset, cache_dir: Path) -> List[str]:
 def cache_fingerprint(parts: Sequence[Any]) -> str:
     """Short hash naming a cache by what produced it (resolution, frames, encoders)."""
     return hashlib.sha1(repr(tuple(parts)).encode()).hexdigest()[:10]
+
+
+def model_folder_identity(spec: Optional[str]) -> Any:
+    """What a cache key should hold for a model given as a name or a folder: a folder (such as an autoencoder
+    written by ``diffusion4d train-autoencoder``) by the content of its files, so that a model retrained into
+    the same folder never meets the latents its predecessor cached; any other value (``base``, ``none``, a
+    hub id) as it is."""
+    folder = Path(spec) if spec else None
+    if folder is None or not folder.is_dir():
+        return spec
+    digest = hashlib.sha1()
+    for path in sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in (".json", ".safetensors", ".bin")):
+        digest.update(path.name.encode())
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return [spec, digest.hexdigest()]

@@ -31,6 +31,7 @@ from diffusion4d.train.checkpointing import remove_stale_temporaries, resolve_re
 from diffusion4d.train.model_setup import PRIOR_FOLDER, build_components, freeze_prior, make_optimizer
 from diffusion4d.train.orbit_dataset import (
     OrbitDataset, build_latent_cache, cache_fingerprint, collate, epoch_batches, foreground_fraction, missing_cache_entries,
+    model_folder_identity,
 )
 from diffusion4d.train.train_config import TrainConfig
 
@@ -287,7 +288,8 @@ class Trainer:
         cache_dir = None
         if d.cache_latents:
             # "fg": entries carry foreground masks (older caches without them are not reused)
-            tag = cache_fingerprint([cfg.stage, d.resolution, d.num_frames, d.frame_sampling, cfg.model.base, cfg.model.vae, cfg.model.text_encoder, "fg"])
+            tag = cache_fingerprint([cfg.stage, d.resolution, d.num_frames, d.frame_sampling, cfg.model.base, model_folder_identity(cfg.model.vae),
+                                     cfg.model.text_encoder, "fg"])
             cache_dir = Path(d.cache_dir or self.out / "latent_cache") / tag
         self.dataset = OrbitDataset(d.root, d.resolution, d.num_frames, d.frame_sampling, d.random_orbit, cfg.seed, stage=cfg.stage,
                                     zero_motion_prob=d.zero_motion_prob)
