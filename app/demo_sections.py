@@ -27,9 +27,10 @@ def _clip_video(folder: Path, caption: str, fps: float = 6.0) -> str:
 
 def _rgb_frames(folder: Path) -> np.ndarray:
     """A clip's frames over white as ``[F, H, W, 3]`` uint8 (for :func:`report.frame_sheet`)."""
+    from diffusion4d.app.generate import to_uint8
     from diffusion4d.io import frames_to_float
 
-    return (np.clip(frames_to_float(read_clip(folder).frames), 0.0, 1.0) * 255.0).round().astype(np.uint8)
+    return to_uint8(frames_to_float(read_clip(folder).frames))
 
 
 def _sheet(folders: List[Path], caption: str) -> str:

@@ -212,9 +212,10 @@ def train_autoencoder(cfg, data_root: str, output: str) -> dict:
         def round_trip(x: torch.Tensor) -> torch.Tensor:
             return torch.cat([(vae.decode(vae.encode(c * 2 - 1).latent_dist.mode()).sample + 1) / 2 for c in x.split(64)])
 
-        val_rec, train_rec = (round_trip(val_x) if len(val_x) else None), round_trip(train_x[:256])
+        train_round = round_trip(train_x)  # every training frame once: the PSNR reads its first 256, the colour check all
+        val_rec, train_rec = (round_trip(val_x) if len(val_x) else None), train_round[:256]
         train_uids = [u for u, held_out in zip(uids, mask) if not held_out]
-        fidelity = colour_fidelity(train_x, round_trip(train_x), train_uids)
+        fidelity = colour_fidelity(train_x, train_round, train_uids)
     vae.register_to_config(scaling_factor=scale)
     summary = {
         "steps": cfg.steps,
