@@ -6,7 +6,10 @@ fixed:
 
 * ``--condition text``: every distinct training caption, and the empty caption;
 * ``--condition camera``: the orbit's own cameras and the same cameras rolled by 1 ... F-1 frames (every frame
-  given another view of the same orbit), and no camera at all.
+  given another view of the same orbit), and no camera at all;
+* ``--condition motion``: the motion magnitudes of every training orbit with the same caption (the asset at
+  its other amplitudes, each orbit its own m), and the dropped m (the null embedding). Orbits whose caption
+  has a single magnitude (a static asset) are skipped.
 
 Reports per timestep:
 
@@ -36,7 +39,7 @@ from typing import Dict, List
 
 import torch
 
-CONDITIONS = ("text", "camera")
+CONDITIONS = ("text", "camera", "motion")
 
 
 def _latest_checkpoint(run: Path) -> Path:
@@ -74,6 +77,12 @@ def measure(run: Path, checkpoint: Path, timesteps: List[int], draws: int, seed:
     captions = sorted({rec["caption"] for rec in dataset.records})
     with torch.no_grad():
         text = torch.cat([encode_prompts(tokenizer, text_encoder, [c]) for c in captions + [""]]).float()  # [C+1, L, D]
+    magnitudes: Dict[str, List[float]] = {}  # caption -> the distinct m of its orbits (motion condition)
+    for rec in dataset.records:  # random_orbit=False: every item is its record's orbit 0
+        m = rec["orbits"][0].get("motion_magnitude")
+        values = magnitudes.setdefault(rec["caption"], [])
+        if m is not None and float(m) not in values:
+            values.append(float(m))
     g = torch.Generator().manual_seed(seed)
     rows = []
     for t in timesteps:
@@ -81,18 +90,28 @@ def measure(run: Path, checkpoint: Path, timesteps: List[int], draws: int, seed:
         for i in range(len(dataset)):
             item = dataset[i]
             z0 = item["latents"][None].float()
+            own_text = text[captions.index(item["caption"])][None]
+            motions = [float(item["motion_magnitude"])]
             if condition == "text":  # alternatives: every caption (the own one at index k), then the empty one
                 k, texts, cams = captions.index(item["caption"]), text, [item["c2w"]] * text.shape[0]
-            else:  # alternatives: the orbit's cameras rolled by 0 (own) ... F-1 frames, then none
+                motions = motions * text.shape[0]
+            elif condition == "camera":  # alternatives: the orbit's cameras rolled by 0 (own) ... F-1 frames, then none
                 frames = item["c2w"].shape[0]
-                k, texts = 0, text[captions.index(item["caption"])][None].expand(frames + 1, -1, -1)
+                k, texts = 0, own_text.expand(frames + 1, -1, -1)
                 cams = [torch.roll(item["c2w"], j, 0) for j in range(frames)] + [None]
+                motions = motions * (frames + 1)
+            else:  # alternatives: every m of the caption's orbits (the own one at index k), then the dropped m
+                values = sorted(magnitudes[item["caption"]])
+                if len(values) < 2 or motions[0] not in values:
+                    continue
+                k, texts = values.index(motions[0]), own_text.expand(len(values) + 1, -1, -1)
+                cams, motions = [item["c2w"]] * (len(values) + 1), values + [float("nan")]
             for _ in range(draws):
                 noise = torch.randn(z0.shape, generator=g)
                 ts = torch.full((1,), t, dtype=torch.long)
                 z_t = L.add_noise(alphas_cumprod, z0, noise, ts)
                 target = L.diffusion_target(prediction_type, alphas_cumprod, z0, noise, ts)
-                err = _errors(unet, z_t, ts, texts, item["motion_magnitude"], cams, target)  # [alternatives + 1], the last: none
+                err = _errors(unet, z_t, ts, texts, motions, cams, target)  # [alternatives + 1], the last: none
                 right_or_wrong = err[:-1]
                 alternatives = len(right_or_wrong)
                 own += float(right_or_wrong[k])
@@ -100,16 +119,18 @@ def measure(run: Path, checkpoint: Path, timesteps: List[int], draws: int, seed:
                 empty += float(err[-1])
                 hits += int(int(right_or_wrong.argmin()) == k)
                 n += 1
+        if n == 0:
+            raise SystemExit(f"no orbit has an alternative {condition} to compare with")
         rows.append({"t": t, "own": own / n, "other": other / n, "empty": empty / n,
                      "gain": (other - own) / own, "top1": hits / n, "orbits": n, "alternatives": alternatives})
         print(json.dumps({k: round(v, 5) if isinstance(v, float) else v for k, v in rows[-1].items()}), flush=True)
     return rows
 
 
-def _errors(unet, z_t: torch.Tensor, ts: torch.Tensor, texts: torch.Tensor, motion: float, cams: list, target: torch.Tensor) -> torch.Tensor:
-    """Mean squared error of the UNet's prediction for each alternative ``j`` (caption ``texts[j]``, cameras
-    ``cams[j]`` ``[F, 4, 4]``, or None for no camera embedding): one batched forward per run of alternatives
-    with cameras or without."""
+def _errors(unet, z_t: torch.Tensor, ts: torch.Tensor, texts: torch.Tensor, motions: List[float], cams: list, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error of the UNet's prediction for each alternative ``j`` (caption ``texts[j]``, motion
+    magnitude ``motions[j]`` (NaN: dropped), cameras ``cams[j]`` ``[F, 4, 4]``, or None for no camera
+    embedding): one batched forward per run of alternatives with cameras or without."""
     errors = []
     for with_camera in (True, False):
         idx = [j for j, c in enumerate(cams) if (c is not None) == with_camera]
@@ -117,7 +138,7 @@ def _errors(unet, z_t: torch.Tensor, ts: torch.Tensor, texts: torch.Tensor, moti
             continue
         b = len(idx)
         with torch.no_grad():
-            pred = unet(z_t.expand(b, *z_t.shape[1:]), ts.expand(b), texts[idx], motion_magnitude=torch.full((b,), float(motion)),
+            pred = unet(z_t.expand(b, *z_t.shape[1:]), ts.expand(b), texts[idx], motion_magnitude=torch.tensor([motions[j] for j in idx], dtype=torch.float32),
                         camera_c2w=torch.stack([cams[j] for j in idx]) if with_camera else None).sample
         errors.append(((pred - target) ** 2).flatten(1).mean(1))
     return torch.cat(errors)  # alternatives with cameras first: callers put the camera-less one last
@@ -137,7 +158,8 @@ def main() -> int:
     ckpt = _latest_checkpoint(run) if args.checkpoint is None else (run / args.checkpoint if (run / args.checkpoint).is_dir() else Path(args.checkpoint))
     rows = measure(run, ckpt, [int(x) for x in args.timesteps.split(",")], args.draws, condition=args.condition)
     if args.results:
-        what = {"text": ("Caption", "caption", "distinct captions"), "camera": ("Camera", "cameras", "views (rolls of the orbit's cameras)")}[args.condition]
+        what = {"text": ("Caption", "caption", "distinct captions"), "camera": ("Camera", "cameras", "views (rolls of the orbit's cameras)"),
+                "motion": ("Motion-magnitude", "m", "motion magnitudes of the caption's orbits (up to)")}[args.condition]
         lines = [
             "",
             f"### {what[0]} sensitivity {args.label} ({datetime.date.today().isoformat()}, {platform.node()}, CPU)",

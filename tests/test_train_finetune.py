@@ -200,3 +200,36 @@ def test_condition_sensitivity_benchmark_measures_the_caption_and_camera_paths(r
     unet.save_pretrained(str(cut / "checkpoint-6" / "unet"))
     for r in bench.measure(cut, cut / "checkpoint-6", [300, 900], draws=1, condition="camera"):
         assert abs(r["gain"]) < 1e-6 and abs(r["own"] - r["empty"]) < 1e-6 * r["own"]
+
+
+def test_condition_sensitivity_benchmark_measures_the_motion_path(runs, tmp_path):
+    """``--condition motion``: with one caption for every asset, each orbit's own m is among the caption's
+    magnitudes; the trained motion embedding changes the prediction, and cutting it leaves no gain."""
+    import shutil
+
+    import yaml
+
+    root, _, _ = runs
+    bench = _condition_sensitivity()
+    data, run_dir = tmp_path / "data", tmp_path / "run"
+    shutil.copytree(root / "data", data)
+    for meta_path in data.glob("*/meta.json"):  # one caption, three magnitudes
+        meta = json.loads(meta_path.read_text())
+        meta["caption"] = "one caption for every asset"
+        meta_path.write_text(json.dumps(meta))
+    shutil.copytree(root / "a", run_dir, ignore=shutil.ignore_patterns("checkpoint-3", "validation", "logs"))
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    cfg["data"]["root"] = str(data)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg))
+    with pytest.raises(SystemExit, match="alternative motion"):  # distinct captions: no orbit shares its caption
+        bench.measure(root / "a", root / "a" / "checkpoint-6", [300], draws=1, condition="motion")
+    rows = bench.measure(run_dir, run_dir / "checkpoint-6", [300, 900], draws=1, condition="motion")
+    assert all(r["alternatives"] == 3 and r["orbits"] == 3 for r in rows)
+    assert any(abs(r["gain"]) > 1e-6 for r in rows)  # the trained motion embedding changes the prediction
+    unet = load_components(run_dir / "checkpoint-6", components=("unet",))["unet"]
+    with torch.no_grad():
+        unet.motion_embedding.linear_2.weight.zero_()
+        unet.motion_embedding.linear_2.bias.zero_()
+    unet.save_pretrained(str(run_dir / "checkpoint-6" / "unet"))
+    for r in bench.measure(run_dir, run_dir / "checkpoint-6", [300, 900], draws=1, condition="motion"):
+        assert abs(r["gain"]) < 1e-6
