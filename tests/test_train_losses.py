@@ -163,6 +163,34 @@ def test_foreground_weighted_ldm_loss_against_a_loop():
     torch.testing.assert_close(L.ldm_loss(pred, target, sw, ew), (per * sw).mean())
 
 
+def test_motion_weights_against_a_loop():
+    """``loss.motion_weight``: 1 + k x each cell's distance to the static orbit (over channels), divided by
+    the clip's largest, rescaled to mean 1; a clip equal to its static orbit gets weight 1 everywhere."""
+    g = torch.Generator().manual_seed(1)
+    B, C, Fr, h, w = 2, 4, 3, 2, 2
+    z0, zs = torch.randn(B, C, Fr, h, w, generator=g), torch.randn(B, C, Fr, h, w, generator=g)
+    zs[1] = z0[1]  # sample 1 does not move
+    assert L.motion_weights(z0, zs, 0.0) is None
+    with pytest.raises(ValueError, match="same"):
+        L.motion_weights(z0, zs[:, :2], 1.0)
+    mw = L.motion_weights(z0, zs, 3.0)
+    assert mw.shape == (B, 1, Fr, h, w)
+    dist = [[[[math.sqrt(sum(float(z0[0, c, f, y, x] - zs[0, c, f, y, x]) ** 2 for c in range(C))) for x in range(w)]
+              for y in range(h)] for f in range(Fr)]]
+    top = max(v for plane in dist[0] for row in plane for v in row)
+    raw = [1 + 3.0 * v / top for plane in dist[0] for row in plane for v in row]
+    want = torch.tensor([v / (sum(raw) / len(raw)) for v in raw]).reshape(Fr, h, w)
+    torch.testing.assert_close(mw[0, 0], want)
+    torch.testing.assert_close(mw[1], torch.ones_like(mw[1]))
+    # combined with the foreground weights: their product, rescaled to mean 1 per sample
+    fw = L.foreground_weights(torch.rand(B, Fr, h, w, generator=g), 2.0)
+    both = L.combine_weights(fw, None, mw)
+    prod = fw * mw
+    torch.testing.assert_close(both, prod / prod.flatten(1).mean(1).reshape(-1, 1, 1, 1, 1))
+    assert L.combine_weights(None, None) is None
+    torch.testing.assert_close(L.combine_weights(mw), mw)
+
+
 def test_uniform_timesteps_are_ddpm_randint():
     a = L.sample_timesteps("uniform", 64, 1000, torch.Generator().manual_seed(3))
     b = torch.randint(0, 1000, (64,), generator=torch.Generator().manual_seed(3))

@@ -84,6 +84,36 @@ def foreground_weights(foreground: torch.Tensor, weight: float) -> Optional[torc
     return w[:, None]
 
 
+def motion_weights(z0: torch.Tensor, z_static: torch.Tensor, weight: float) -> Optional[torch.Tensor]:
+    """Per-element L_ldm weights ``[B, 1, F, h, w]`` from where the clip moves: each latent cell's
+    distance to the static orbit's ``||z0 - z_static||`` (over the channels of ``[B, C, F, h, w]``),
+    divided by its largest value in the clip so that it lies in [0, 1], gives ``1 + weight * distance``,
+    rescaled to mean 1 per sample. The cells where the object leaves its rest pose, the only ones
+    where the requested motion magnitude changes the target, then weigh more. A clip that does not
+    move (distance 0 everywhere) gets weight 1 everywhere; None when ``weight <= 0``."""
+    if weight <= 0:
+        return None
+    if z0.shape != z_static.shape or z0.dim() != 5:
+        raise ValueError(f"z0 and z_static must be the same [B, C, F, h, w], got {tuple(z0.shape)} and {tuple(z_static.shape)}")
+    dist = (z0.float() - z_static.float()).pow(2).sum(1).sqrt()  # [B, F, h, w]
+    dist = dist / dist.flatten(1).amax(1).clamp_min(1e-12).reshape(-1, 1, 1, 1)
+    w = 1.0 + weight * dist
+    w = w / w.flatten(1).mean(1).reshape(-1, 1, 1, 1)
+    return w[:, None]
+
+
+def combine_weights(*weights: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    """The product of the given per-element weights (None entries skipped), rescaled to mean 1 per
+    sample; None when every entry is None."""
+    given = [w for w in weights if w is not None]
+    if not given:
+        return None
+    w = given[0]
+    for other in given[1:]:
+        w = w * other
+    return w / w.flatten(1).mean(1).reshape(-1, *([1] * (w.dim() - 1)))
+
+
 def min_snr_weights(
     gamma: float, prediction_type: PredictionType, alphas_cumprod: torch.Tensor, timesteps: torch.Tensor
 ) -> Optional[torch.Tensor]:

@@ -70,6 +70,9 @@ class LossConfig:
     frame_deviation_weight: float = 0.0
     snr_gamma: float = 0.0  # Min-SNR-gamma weighting of L_ldm (0 = off, the paper's plain MSE; 5 is the usual value)
     foreground_weight: float = 0.0  # L_ldm weight 1 + this x foreground fraction per latent cell, mean 1 (0 = off, plain MSE)
+    # L_ldm weight 1 + this x each latent cell's distance to the static orbit (largest in the clip = 1), mean 1:
+    # the cells where the asset moves, the only ones the motion magnitude changes, weigh more (stage 2; 0 = off)
+    motion_weight: float = 0.0
     timestep_sampling: Literal["uniform", "logit_normal", "mode"] = "uniform"  # training t density (uniform = DDPM; see losses.sample_timesteps)
     logit_mean: float = 0.0  # logit_normal: mean of the normal before the sigmoid (> 0 favours high noise)
     logit_std: float = 1.0  # logit_normal: its standard deviation
@@ -157,6 +160,9 @@ class TrainConfig:
                 raise ValueError(f"dropout.{name} must be in [0, 1], got {getattr(d, name)}")
         if self.model.temporal_dropout is not None and not 0.0 <= self.model.temporal_dropout < 1.0:
             raise ValueError(f"model.temporal_dropout must be in [0, 1) (or null for the architecture's), got {self.model.temporal_dropout}")
+        for name in ("foreground_weight", "motion_weight", "frame_deviation_weight"):
+            if not getattr(self.loss, name) >= 0:
+                raise ValueError(f"loss.{name} must be >= 0, got {getattr(self.loss, name)}")
         if self.model.motion_scale is not None and not self.model.motion_scale > 0:
             raise ValueError(f"model.motion_scale must be > 0 (or null for the base's), got {self.model.motion_scale}")
         if self.stage == "prior3d":

@@ -349,6 +349,8 @@ class Trainer:
                 raise UserError("loss.foreground_weight needs a latent cache with foreground masks: delete the old cache folder (latent_cache/) and rerun")
             element_weights = L.foreground_weights(foreground.to(self.device), cfg.loss.foreground_weight)
         z0, z_static, text = z0.float(), z_static.float(), text.float()
+        if cfg.stage == "4d":
+            element_weights = L.combine_weights(element_weights, L.motion_weights(z0, z_static, cfg.loss.motion_weight))
         b = z0.shape[0]
         noise = torch.randn(z0.shape, generator=g).to(self.device)
         lc = cfg.loss
