@@ -151,6 +151,35 @@ def test_frame_time_embedding_tells_frames_apart_and_loads_from_a_base_without_i
     assert stage2.config.frame_time_conditioning and stage2.frame_time_embedding.linear_2.weight.abs().sum() == 0
 
 
+def test_frame_time_motion_reference_scales_the_frame_time_embedding_by_m():
+    """``frame_time_motion_reference=r``: clip b's frame-time embedding times m_b / r. At m = r (and for a
+    dropped m) the model equals one without the reference; at m = 0 it equals one without the frame-time
+    module; in between, the per-frame embedding the blocks see is the scaled one."""
+    torch.manual_seed(0)
+    plain = UNet4DConditionModel(**TINY, frame_time_conditioning=True).eval()
+    with torch.no_grad():
+        plain.frame_time_embedding.linear_2.weight.normal_()
+    gated = UNet4DConditionModel(**TINY, frame_time_conditioning=True, frame_time_motion_reference=0.04).eval()
+    gated.load_state_dict(plain.state_dict())
+    without = UNet4DConditionModel(**TINY).eval()
+    without.load_state_dict({k: v for k, v in plain.state_dict().items() if not k.startswith("frame_time_embedding.")})
+    x = _inputs()
+    with torch.no_grad():
+        for m in ([0.04, 0.04], [float("nan"), 0.04]):
+            torch.testing.assert_close(gated(**x, motion_magnitude=torch.tensor(m)).sample, plain(**x, motion_magnitude=torch.tensor(m)).sample)
+        torch.testing.assert_close(gated(**x).sample, plain(**x).sample)
+        zero = torch.tensor([0.0, 0.0])
+        torch.testing.assert_close(gated(**x, motion_magnitude=zero).sample, without(**x, motion_magnitude=zero).sample)
+        half = gated(**x, motion_magnitude=torch.tensor([0.01, 0.02])).sample
+        assert not torch.allclose(half, plain(**x, motion_magnitude=torch.tensor([0.01, 0.02])).sample, atol=1e-5)
+        # the gate itself: m / r per clip, NaN -> 1, a scalar broadcast over the batch
+        from diffusion4d.models.unet_4d import motion_gate
+
+        torch.testing.assert_close(motion_gate(torch.tensor([0.01, float("nan")]), 2, 0.04, torch.device("cpu")), torch.tensor([0.25, 1.0]))
+        torch.testing.assert_close(motion_gate(torch.tensor(0.02), 3, 0.04, torch.device("cpu")), torch.full((3,), 0.5))
+        torch.testing.assert_close(motion_gate(None, 2, 0.04, torch.device("cpu")), torch.ones(2))
+
+
 def test_motion_null_embedding_and_nan():
     torch.manual_seed(0)
     model = UNet4DConditionModel(**TINY).eval()

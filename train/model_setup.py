@@ -98,6 +98,8 @@ def _new_options(model_cfg, num_frames: int) -> dict:
     )
     if model_cfg.motion_scale is not None:
         options["motion_scale"] = float(model_cfg.motion_scale)
+    if model_cfg.frame_time_motion_reference is not None:
+        options["frame_time_motion_reference"] = float(model_cfg.frame_time_motion_reference)
     return options
 
 

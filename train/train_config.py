@@ -25,6 +25,9 @@ class ModelConfig:
     temporal_dropout: Optional[float] = None
     camera_conditioning: bool = True  # per-frame camera embedding
     frame_time_conditioning: bool = False  # per-frame animation-time embedding (frame i of the orbit at time i / (F - 1))
+    # when set, each clip's frame-time embedding is multiplied by m / this (a dropped m: by 1): m = 0 puts every
+    # frame at the same instant and the embedding grows with the requested motion (null: not scaled)
+    frame_time_motion_reference: Optional[float] = None
     text_pooled_conditioning: bool = False  # mean caption embedding added to the time embedding (a global text path, as m has)
     static_conditioning: bool = False  # static-orbit latents concatenated to the input
     image_conditioning: bool = False  # first-view latents concatenated (image-to-4D)
@@ -163,6 +166,8 @@ class TrainConfig:
         for name in ("foreground_weight", "motion_weight", "frame_deviation_weight"):
             if not getattr(self.loss, name) >= 0:
                 raise ValueError(f"loss.{name} must be >= 0, got {getattr(self.loss, name)}")
+        if self.model.frame_time_motion_reference is not None and not self.model.frame_time_motion_reference > 0:
+            raise ValueError(f"model.frame_time_motion_reference must be > 0 (or null), got {self.model.frame_time_motion_reference}")
         if self.model.motion_scale is not None and not self.model.motion_scale > 0:
             raise ValueError(f"model.motion_scale must be > 0 (or null for the base's), got {self.model.motion_scale}")
         if self.stage == "prior3d":

@@ -45,11 +45,23 @@ NEW_OPTIONS = (
     "motion_scale",
     "camera_conditioning",
     "frame_time_conditioning",
+    "frame_time_motion_reference",
     "text_pooled_conditioning",
     "static_conditioning",
     "image_conditioning",
     "image_embed_dim",
 )
+
+
+def motion_gate(motion_magnitude: Optional[torch.Tensor], batch: int, reference: float, device: torch.device) -> torch.Tensor:
+    """``[B]`` factors ``m / reference`` of the frame-time embedding; NaN entries (a dropped m) and
+    ``motion_magnitude=None`` give 1."""
+    if motion_magnitude is None:
+        return torch.ones(batch, device=device)
+    m = torch.as_tensor(motion_magnitude, device=device, dtype=torch.float32).reshape(-1)
+    if m.numel() == 1 and batch > 1:
+        m = m.expand(batch)
+    return torch.where(torch.isnan(m), torch.ones_like(m), m / float(reference))
 
 
 class UNet4DConditionModel(UNet3DConditionModel):
@@ -63,6 +75,9 @@ class UNet4DConditionModel(UNet3DConditionModel):
         motion_scale: m is multiplied by this before the sinusoidal features.
         camera_conditioning: add the per-frame camera embedding.
         frame_time_conditioning: add the per-frame animation-time embedding (frame i at i / (F - 1)).
+        frame_time_motion_reference: when set, each clip's frame-time embedding is multiplied by
+            ``m / frame_time_motion_reference`` (a dropped or missing m: by 1), so that m = 0 gives
+            every frame the same instant and the embedding's size follows the requested motion.
         text_pooled_conditioning: add the mean caption embedding to the time embedding (a global
             text path; off in the real presets, whose base model has none).
         static_conditioning: concatenate static-orbit latents to the input.
@@ -98,6 +113,7 @@ class UNet4DConditionModel(UNet3DConditionModel):
         motion_scale: float = 1000.0,
         camera_conditioning: bool = True,
         frame_time_conditioning: bool = False,
+        frame_time_motion_reference: Optional[float] = None,
         text_pooled_conditioning: bool = False,
         static_conditioning: bool = False,
         image_conditioning: bool = False,
@@ -305,7 +321,12 @@ class UNet4DConditionModel(UNet3DConditionModel):
                 raise ValueError(f"camera_c2w must be [B, F, 4, 4] = [{batch}, {num_frames}, 4, 4], got {tuple(camera_c2w.shape)}")
             emb = emb + self.camera_embedding(camera_c2w.to(emb.device), emb.dtype)
         if self.frame_time_embedding is not None:
-            emb = emb + self.frame_time_embedding(batch, num_frames, emb.dtype, emb.device)
+            frame_time = self.frame_time_embedding(batch, num_frames, emb.dtype, emb.device)  # [B*F, D]
+            reference = self.config.frame_time_motion_reference
+            if reference:
+                gate = motion_gate(motion_magnitude, batch, reference, emb.device)  # [B]
+                frame_time = frame_time * gate.to(emb.dtype).repeat_interleave(num_frames)[:, None]
+            emb = emb + frame_time
 
         # 2. cross-attention context (+ image tokens), per frame
         context = encoder_hidden_states
