@@ -180,6 +180,45 @@ def test_frame_time_motion_reference_scales_the_frame_time_embedding_by_m():
         torch.testing.assert_close(motion_gate(None, 2, 0.04, torch.device("cpu")), torch.ones(2))
 
 
+def test_frame_time_motion_anchor_first_keeps_frame_zero_and_puts_m_zero_at_one_instant():
+    """``frame_time_motion_anchor="first"``: the gate scales each frame's difference to frame 0. Checked
+    on the embedding the blocks receive, against the formula written out per frame, and end to end: at
+    m = r it equals the ungated model; at m = 0 it equals a model whose every frame has frame 0's time."""
+    from diffusion4d.models.unet_4d import gate_frame_time
+
+    torch.manual_seed(0)
+    e = torch.randn(2, 4, 6)
+    gate = torch.tensor([0.25, 0.0])
+    out = gate_frame_time(e, gate, "first")
+    for b in range(2):
+        for i in range(4):
+            torch.testing.assert_close(out[b, i], e[b, 0] + gate[b] * (e[b, i] - e[b, 0]))
+    torch.testing.assert_close(gate_frame_time(e, gate, "zero"), e * gate[:, None, None])
+    with pytest.raises(ValueError, match="frame_time_motion_anchor"):
+        gate_frame_time(e, gate, "last")
+    with pytest.raises(ValueError, match="frame_time_motion_anchor"):
+        UNet4DConditionModel(**TINY, frame_time_conditioning=True, frame_time_motion_reference=0.04, frame_time_motion_anchor="last")
+
+    plain = UNet4DConditionModel(**TINY, frame_time_conditioning=True).eval()
+    with torch.no_grad():
+        plain.frame_time_embedding.linear_2.weight.normal_()
+        plain.frame_time_embedding.linear_2.bias.normal_()
+    gated = UNet4DConditionModel(**TINY, frame_time_conditioning=True, frame_time_motion_reference=0.04,
+                                 frame_time_motion_anchor="first").eval()
+    gated.load_state_dict(plain.state_dict())
+    x = _inputs()
+    with torch.no_grad():
+        m = torch.tensor([0.04, 0.04])
+        torch.testing.assert_close(gated(**x, motion_magnitude=m).sample, plain(**x, motion_magnitude=m).sample)
+        zero = torch.tensor([0.0, 0.0])
+        frozen = plain.frame_time_embedding.forward
+        plain.frame_time_embedding.forward = lambda b, f, dtype, device: frozen(b, 1, dtype, device).repeat_interleave(f, dim=0)
+        try:
+            torch.testing.assert_close(gated(**x, motion_magnitude=zero).sample, plain(**x, motion_magnitude=zero).sample)
+        finally:
+            plain.frame_time_embedding.forward = frozen
+
+
 def test_motion_null_embedding_and_nan():
     torch.manual_seed(0)
     model = UNet4DConditionModel(**TINY).eval()

@@ -100,6 +100,7 @@ def _new_options(model_cfg, num_frames: int) -> dict:
         options["motion_scale"] = float(model_cfg.motion_scale)
     if model_cfg.frame_time_motion_reference is not None:
         options["frame_time_motion_reference"] = float(model_cfg.frame_time_motion_reference)
+        options["frame_time_motion_anchor"] = model_cfg.frame_time_motion_anchor
     return options
 
 

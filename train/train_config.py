@@ -28,6 +28,9 @@ class ModelConfig:
     # when set, each clip's frame-time embedding is multiplied by m / this (a dropped m: by 1): m = 0 puts every
     # frame at the same instant and the embedding grows with the requested motion (null: not scaled)
     frame_time_motion_reference: Optional[float] = None
+    # what that factor scales: "zero" the whole embedding (m = 0: no frame-time signal), "first" each frame's
+    # difference to the first frame's embedding (m = 0: every frame at the first frame's instant)
+    frame_time_motion_anchor: Literal["zero", "first"] = "zero"
     text_pooled_conditioning: bool = False  # mean caption embedding added to the time embedding (a global text path, as m has)
     static_conditioning: bool = False  # static-orbit latents concatenated to the input
     image_conditioning: bool = False  # first-view latents concatenated (image-to-4D)

@@ -46,6 +46,7 @@ NEW_OPTIONS = (
     "camera_conditioning",
     "frame_time_conditioning",
     "frame_time_motion_reference",
+    "frame_time_motion_anchor",
     "text_pooled_conditioning",
     "static_conditioning",
     "image_conditioning",
@@ -64,6 +65,18 @@ def motion_gate(motion_magnitude: Optional[torch.Tensor], batch: int, reference:
     return torch.where(torch.isnan(m), torch.ones_like(m), m / float(reference))
 
 
+def gate_frame_time(frame_time: torch.Tensor, gate: torch.Tensor, anchor: str) -> torch.Tensor:
+    """Scale ``[B, F, D]`` frame-time embeddings by the ``[B]`` gate: ``"zero"`` scales each embedding,
+    ``"first"`` each frame's difference to frame 0 (``e_0 + g (e_i - e_0)``)."""
+    g = gate[:, None, None]
+    if anchor == "zero":
+        return frame_time * g
+    if anchor == "first":
+        first = frame_time[:, :1]
+        return first + g * (frame_time - first)
+    raise ValueError(f"frame_time_motion_anchor must be 'zero' or 'first', got {anchor!r}")
+
+
 class UNet4DConditionModel(UNet3DConditionModel):
     r"""ModelScope-T2V 3D UNet with motion-magnitude, camera, static-3D and image conditioning.
 
@@ -78,6 +91,10 @@ class UNet4DConditionModel(UNet3DConditionModel):
         frame_time_motion_reference: when set, each clip's frame-time embedding is multiplied by
             ``m / frame_time_motion_reference`` (a dropped or missing m: by 1), so that m = 0 gives
             every frame the same instant and the embedding's size follows the requested motion.
+        frame_time_motion_anchor: what the gate scales. ``"zero"``: the whole embedding (m = 0: no
+            frame-time signal at all); ``"first"``: each frame's difference to the first frame's
+            embedding (m = 0: every frame at the first frame's instant, and the first frame's
+            conditioning is the same at every m).
         text_pooled_conditioning: add the mean caption embedding to the time embedding (a global
             text path; off in the real presets, whose base model has none).
         static_conditioning: concatenate static-orbit latents to the input.
@@ -114,6 +131,7 @@ class UNet4DConditionModel(UNet3DConditionModel):
         camera_conditioning: bool = True,
         frame_time_conditioning: bool = False,
         frame_time_motion_reference: Optional[float] = None,
+        frame_time_motion_anchor: str = "zero",
         text_pooled_conditioning: bool = False,
         static_conditioning: bool = False,
         image_conditioning: bool = False,
@@ -152,6 +170,8 @@ class UNet4DConditionModel(UNet3DConditionModel):
             MotionMagnitudeEmbedding(time_embed_dim, motion_feature_dim, motion_scale) if motion_conditioning else None
         )
         self.camera_embedding = CameraEmbedding(time_embed_dim) if camera_conditioning else None
+        if frame_time_motion_anchor not in ("zero", "first"):
+            raise ValueError(f"frame_time_motion_anchor must be 'zero' or 'first', got {frame_time_motion_anchor!r}")
         self.frame_time_embedding = FrameTimeEmbedding(time_embed_dim) if frame_time_conditioning else None
         self.text_pooled_embedding = PooledTextEmbedding(cross_attention_dim, time_embed_dim) if text_pooled_conditioning else None
         self.image_embeds_proj = (
@@ -324,8 +344,9 @@ class UNet4DConditionModel(UNet3DConditionModel):
             frame_time = self.frame_time_embedding(batch, num_frames, emb.dtype, emb.device)  # [B*F, D]
             reference = self.config.frame_time_motion_reference
             if reference:
-                gate = motion_gate(motion_magnitude, batch, reference, emb.device)  # [B]
-                frame_time = frame_time * gate.to(emb.dtype).repeat_interleave(num_frames)[:, None]
+                gate = motion_gate(motion_magnitude, batch, reference, emb.device).to(emb.dtype)  # [B]
+                frame_time = gate_frame_time(frame_time.view(batch, num_frames, -1), gate,
+                                             self.config.frame_time_motion_anchor).reshape(batch * num_frames, -1)
             emb = emb + frame_time
 
         # 2. cross-attention context (+ image tokens), per frame
