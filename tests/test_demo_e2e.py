@@ -42,6 +42,8 @@ def test_quick_demo_runs_every_stage_and_reruns_skip(tmp_path):
     # both stages of the recipe ran: stage 2 started from the stage-1 prior and carries it, generation used it
     assert state["train"]["prior"] == state["train_prior"]["checkpoint"] is not None
     assert (out / "train" / "checkpoint-120" / "prior_unet" / "config.json").is_file()
+    unet = json.loads((out / "train" / "checkpoint-120" / "unet" / "config.json").read_text())
+    assert unet["frame_time_motion_anchor"] == "first" and unet["frame_time_motion_reference"] == 0.04  # the full demo's stage 2
     gen = json.loads(next((out / "generated" / "prompts").glob("*/generation.json")).read_text())
     assert gen["prior"] == "separate"
     assert set(metrics["reconstruction"]) == {"generated", "ground_truth"}
