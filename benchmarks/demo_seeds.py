@@ -3,8 +3,9 @@
 The demo scores one trained model on one noise draw, so a single run says little about how often its
 targets hold. This study keeps the demo's data, autoencoder and stage-1 prior, and for each pair
 (stage-2 training seed T, sampling seed S) runs the rest of the demo again: stage 2 with
-``stage2_overrides=[..., "seed=T"]`` (trained once per T, and taken from the demo when its settings are
-the demo's), then generation with ``sampling_seed=S``, reconstruction, evaluation and the report. It is
+``stage2_overrides=[..., "seed=T"]`` (trained once per T, and taken from the demo, or from a pair of an
+earlier study of this demo, that trained it with the same settings), then generation with
+``sampling_seed=S``, reconstruction, evaluation and the report. It is
 the demo's own code with the demo's own settings (``diffusion4d demo --config DEMO/demo_config.yaml``),
 in one folder per pair, ``DEMO/seed_study/<label>/train<T>_noise<S>/``, whose finished stages are links
 to the demo's; the demo's own pair is read from its ``metrics.json``. ``--set KEY=VALUE`` studies a
@@ -106,6 +107,26 @@ def check_reused(folder: Path, cfg, names: Sequence[str]) -> None:
         changed = run.changed_settings(name)
         if changed:
             raise SystemExit(f"demo_seeds: stage '{name}' of {folder} would be redone (settings changed: {', '.join(changed)})")
+
+
+def find_trained(demo: Path, cfg) -> Optional[Path]:
+    """A finished folder under ``demo`` whose own stage 2 is the one ``cfg`` trains: the demo itself, or a
+    pair of any earlier study of this demo (a study of a later stage's setting then retrains nothing).
+    A pair qualifies only while its shared stages are still the demo's (same ``demo_state.json`` entries)."""
+    from diffusion4d.app.demo import STATE_FILE, DemoRun
+    from diffusion4d.io.records import DemoState
+
+    demo_state = DemoState.read(demo / STATE_FILE).stages
+    for folder in [demo, *sorted(demo.glob("seed_study/*/train*_noise*"))]:
+        if not (folder / STATE_FILE).is_file():
+            continue
+        run = DemoRun(folder, cfg, "cpu", False)
+        own = run.stage_folder("train")
+        if run.changed_settings("train") != [] or own.is_symlink() or not own.is_dir():
+            continue
+        if all(run.state.get(name) == demo_state.get(name) for name in SHARED_STAGES):
+            return folder
+    return None
 
 
 def run_pair(demo: Path, folder: Path, overrides: Sequence[str]) -> None:
@@ -224,8 +245,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                 rows.append({"train_seed": t, "sampling_seed": s, "targets": json.loads((demo / "metrics.json").read_text())["targets"],
                              "change": frame_change(demo), "seconds": seconds})
                 continue
-            if trained is None and as_demo.changed_settings("train") == []:
-                trained = demo
+            if trained is None:
+                trained = find_trained(demo, cfg)
             folder = demo / "seed_study" / study_label(args.settings) / f"train{t}_noise{s}"
             shared = {name: demo for name in SHARED_STAGES}
             if trained is not None and trained != folder:

@@ -99,6 +99,27 @@ def test_pairs_rerun_only_what_their_seeds_reach(tmp_path, monkeypatch):
     assert calls == []
 
 
+def test_a_study_of_a_later_stage_reuses_the_stage_2_an_earlier_study_trained(tmp_path, monkeypatch):
+    """A generation setting studied after a seed study trains nothing again: each training seed's
+    stage 2 is linked from the earlier study's pair that trained it with the same settings; a
+    changed stage-2 setting still trains anew."""
+    ds = _module()
+    calls = []
+    demo = _finished_demo(tmp_path, calls)
+    monkeypatch.setattr(ds, "run_pair", lambda demo_folder, folder, overrides: _fake_demo(folder, overrides, calls))
+    assert ds.main(["--demo", str(demo), "--sampling-seeds", "0", "--train-seeds", "0,5"]) == 0
+    first = demo / "seed_study" / "demo" / "train5_noise0"
+    calls.clear()
+    assert ds.main(["--demo", str(demo), "--sampling-seeds", "0", "--train-seeds", "0,5", "--set", "guidance=[0.0, 0.5]"]) == 0
+    assert [name for _, name in calls].count("train") == 0 and [name for _, name in calls].count("generate") == 2
+    study = demo / "seed_study" / ds.study_label(["guidance=[0.0, 0.5]"])
+    assert (study / "train5_noise0" / "train").resolve() == (first / "train").resolve()
+    assert (study / "train0_noise0" / "train").resolve() == (demo / "train").resolve()
+    calls.clear()
+    assert ds.main(["--demo", str(demo), "--sampling-seeds", "0", "--train-seeds", "5", "--set", 'stage2_overrides=["loss.omega=3"]']) == 0
+    assert [name for _, name in calls].count("train") == 1
+
+
 def test_a_pair_reruns_what_followed_a_linked_stage_that_was_redone(tmp_path, monkeypatch):
     """A pair's own later stages are kept only while the stage 2 they were made from is still the one
     it links to: after the demo's stage 2 is redone, relinking it drops them, so they run again."""
