@@ -114,6 +114,9 @@ def test_pipeline_guidance_matches_manual_computation(pipe):
             torch.testing.assert_close(out, e_c + 7.0 * (e_c - e_u) + 0.5 * (e_c - e_self), atol=1e-4, rtol=1e-4)
             out = pipe.predict(latents, t, branches, cams, 3.0, 1.5, "separate", batch_branches)
             torch.testing.assert_close(out, e_c + 3.0 * (e_c - e_u) + 1.5 * (e_c - e_sep), atol=1e-4, rtol=1e-4)
+            # the full demo's weights: no unconditional branch, the stage-1 prior only
+            out = pipe.predict(latents, t, branches, cams, 0.0, 0.5, "separate", batch_branches)
+            torch.testing.assert_close(out, e_c + 0.5 * (e_c - e_sep), atol=1e-4, rtol=1e-4)
 
 
 def test_each_branch_sees_the_right_conditions(pipe):
