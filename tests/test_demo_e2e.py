@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from diffusion4d.app.browser_check import find_chromium
+from diffusion4d.app.demo import load_demo_config
 
 
 @pytest.mark.slow
@@ -46,6 +47,8 @@ def test_quick_demo_runs_every_stage_and_reruns_skip(tmp_path):
     assert unet["frame_time_motion_anchor"] == "first" and unet["frame_time_motion_reference"] == 0.04  # the full demo's stage 2
     gen = json.loads(next((out / "generated" / "prompts").glob("*/generation.json")).read_text())
     assert gen["prior"] == "separate"
+    # with the full demo's guidance: the prior's branch only (w1 = 0 skips the unconditional one)
+    assert [gen["guidance_scale"], gen["prior_guidance_scale"]] == load_demo_config(None, False, []).guidance == [0.0, 0.5]
     assert set(metrics["reconstruction"]) == {"generated", "ground_truth"}
     html = (out / "report.html").read_text()
     assert html.count("<video") >= 8 and "<svg" in html

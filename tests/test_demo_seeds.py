@@ -110,9 +110,9 @@ def test_a_study_of_a_later_stage_reuses_the_stage_2_an_earlier_study_trained(tm
     assert ds.main(["--demo", str(demo), "--sampling-seeds", "0", "--train-seeds", "0,5"]) == 0
     first = demo / "seed_study" / "demo" / "train5_noise0"
     calls.clear()
-    assert ds.main(["--demo", str(demo), "--sampling-seeds", "0", "--train-seeds", "0,5", "--set", "guidance=[0.0, 0.5]"]) == 0
+    assert ds.main(["--demo", str(demo), "--sampling-seeds", "0", "--train-seeds", "0,5", "--set", "guidance=[2.0, 0.25]"]) == 0
     assert [name for _, name in calls].count("train") == 0 and [name for _, name in calls].count("generate") == 2
-    study = demo / "seed_study" / ds.study_label(["guidance=[0.0, 0.5]"])
+    study = demo / "seed_study" / ds.study_label(["guidance=[2.0, 0.25]"])
     assert (study / "train5_noise0" / "train").resolve() == (first / "train").resolve()
     assert (study / "train0_noise0" / "train").resolve() == (demo / "train").resolve()
     calls.clear()
