@@ -65,16 +65,24 @@ def motion_gate(motion_magnitude: Optional[torch.Tensor], batch: int, reference:
     return torch.where(torch.isnan(m), torch.ones_like(m), m / float(reference))
 
 
+#: what the motion gate of the frame-time embedding scales (see ``frame_time_motion_anchor``)
+FRAME_TIME_ANCHORS = ("zero", "first")
+
+
+def check_frame_time_anchor(anchor: str) -> None:
+    if anchor not in FRAME_TIME_ANCHORS:
+        raise ValueError(f"frame_time_motion_anchor must be one of {FRAME_TIME_ANCHORS}, got {anchor!r}")
+
+
 def gate_frame_time(frame_time: torch.Tensor, gate: torch.Tensor, anchor: str) -> torch.Tensor:
     """Scale ``[B, F, D]`` frame-time embeddings by the ``[B]`` gate: ``"zero"`` scales each embedding,
     ``"first"`` each frame's difference to frame 0 (``e_0 + g (e_i - e_0)``)."""
+    check_frame_time_anchor(anchor)
     g = gate[:, None, None]
     if anchor == "zero":
         return frame_time * g
-    if anchor == "first":
-        first = frame_time[:, :1]
-        return first + g * (frame_time - first)
-    raise ValueError(f"frame_time_motion_anchor must be 'zero' or 'first', got {anchor!r}")
+    first = frame_time[:, :1]
+    return first + g * (frame_time - first)
 
 
 class UNet4DConditionModel(UNet3DConditionModel):
@@ -170,8 +178,7 @@ class UNet4DConditionModel(UNet3DConditionModel):
             MotionMagnitudeEmbedding(time_embed_dim, motion_feature_dim, motion_scale) if motion_conditioning else None
         )
         self.camera_embedding = CameraEmbedding(time_embed_dim) if camera_conditioning else None
-        if frame_time_motion_anchor not in ("zero", "first"):
-            raise ValueError(f"frame_time_motion_anchor must be 'zero' or 'first', got {frame_time_motion_anchor!r}")
+        check_frame_time_anchor(frame_time_motion_anchor)
         self.frame_time_embedding = FrameTimeEmbedding(time_embed_dim) if frame_time_conditioning else None
         self.text_pooled_embedding = PooledTextEmbedding(cross_attention_dim, time_embed_dim) if text_pooled_conditioning else None
         self.image_embeds_proj = (
