@@ -21,7 +21,7 @@ from diffusion4d.io import frames_to_float, read_clip
 from diffusion4d.logging_utils import get_logger, progress
 from diffusion4d.recon.deformation import HexPlaneDeformation, apply_local, apply_rigid, arap_loss, deform, knn_graph
 from diffusion4d.recon.gaussians import GaussianModel
-from diffusion4d.recon.losses import ssim
+from diffusion4d.recon.losses import anisotropy_penalty, ssim
 from diffusion4d.recon.optim import Adam
 from diffusion4d.recon.rasterize import rasterize
 from diffusion4d.recon.recon_config import DensifyConfig, ReconConfig
@@ -99,6 +99,12 @@ def photometric_loss(pred: Tensor, target: Tensor, cfg: ReconConfig, lpips_model
         to = lambda x: x.permute(0, 3, 1, 2) * 2 - 1  # noqa: E731
         loss = loss + cfg.loss.lpips * lpips_model(to(pred), to(target)).mean()
     return loss
+
+
+def shape_loss(model: GaussianModel, cfg: ReconConfig) -> Tensor:
+    """The regulariser on the canonical Gaussians' shapes: ``loss.anisotropy`` x
+    :func:`~diffusion4d.recon.losses.anisotropy_penalty` of their log-scales (a scalar)."""
+    return cfg.loss.anisotropy * anisotropy_penalty(model.params["scales"], cfg.loss.max_anisotropy)
 
 
 def render_gaussians(g: Dict[str, Tensor], views: Views, index, cfg: ReconConfig, sh_degree: int, background=None):
@@ -192,6 +198,8 @@ def fit_static(
                 img, _, info = render_gaussians(gi, views, [i], cfg, model.sh_degree)
                 loss = loss + photometric_loss(img, views.images[[i]], cfg, lpips_model) / len(idx)
                 loss = loss + offsets_l1 * offsets[i].abs().sum(-1).mean() / len(idx)
+        if cfg.loss.anisotropy > 0:
+            loss = loss + shape_loss(model, cfg)
         if not loss.requires_grad:  # no Gaussian visible in any of these views: a constant image
             skipped += 1
             continue
@@ -415,6 +423,8 @@ def fit_deformation(
             idx[0] = window[-1]
         g = model.activated()
         loss = cfg.fine.tv_weight * field.total_variation()
+        if cfg.fine.train_gaussians and cfg.loss.anisotropy > 0:
+            loss = loss + shape_loss(model, cfg)
         if rigid is not None and cfg.fine.rigid_smoothness > 0:
             loss = loss + cfg.fine.rigid_smoothness * rigid.acceleration()
         for i in idx:

@@ -46,6 +46,7 @@ from diffusion4d.recon.fit import (
     render_frames,
 )
 from diffusion4d.recon.gaussians import GaussianModel
+from diffusion4d.recon.init_points import initial_gaussians
 from diffusion4d.recon.rasterize import resolve_backend
 from diffusion4d.recon.recon_config import ReconConfig, load_recon_config
 from diffusion4d.recon.resume import COARSE_FILE, coarse_inputs, load_coarse, save_coarse
@@ -185,15 +186,12 @@ def reconstruct(
     if model is None:
         with timed(timings, "coarse"), stage("coarse", clip_dir):
             coarse_start = time.perf_counter()
-            gen = torch.Generator().manual_seed(cfg.seed)
-            model = GaussianModel.random(
-                cfg.init.num_points, cfg.init.extent, cfg.init.sh_degree, cfg.init.init_opacity, gen, cfg.init.scale_factor
-            ).to(dev)
             if static is not None:
                 t0 = [0] if 0 in train_idx else []
                 coarse_views = Views.cat([static, dyn.subset(t0)]) if t0 else static
             else:
                 coarse_views = train
+            model = initial_gaussians(cfg, coarse_views, torch.Generator().manual_seed(cfg.seed)).to(dev)
             fit_static(model, coarse_views, cfg, cfg.coarse.iterations, cfg.coarse.densify, desc="coarse", lpips_model=lpips_model)
             if cfg.mode == "freeze_time" and cfg.freeze_time.offset_iterations > 0:
                 fit_static(

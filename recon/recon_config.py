@@ -18,12 +18,16 @@ class InitConfig:
     sh_degree: int = 1  # spherical-harmonics degree of the colours (0 = view-independent)
     init_opacity: float = 0.1  # initial opacity of every Gaussian
     scale_factor: float = 0.5  # initial scale = this x mean distance to the 3 nearest neighbours
+    mode: Literal["box", "visual_hull"] = "box"  # where the points start: uniformly in the box, or inside the views' visual hull
+    hull_misses: int = 0  # visual_hull: views that may see a kept point off the object (a part that moves between frames)
 
     def validate(self) -> None:
         if not 0 <= self.sh_degree <= 3:
             raise ValueError("sh_degree must be in 0..3")
         if self.num_points < 1:
             raise ValueError("num_points must be >= 1")
+        if self.hull_misses < 0:
+            raise ValueError("hull_misses must be >= 0")
 
 
 @dataclass
@@ -101,6 +105,8 @@ class LossConfig:
     ssim: float = 0.2  # (1 - SSIM) weight
     lpips: float = 0.0  # LPIPS weight (only when its weights are present locally)
     lpips_net: str = "alex"  # LPIPS backbone: alex | vgg
+    anisotropy: float = 0.0  # weight of the penalty on Gaussians longer than max_anisotropy x their shortest axis
+    max_anisotropy: float = 4.0  # longest / shortest axis allowed for free by that penalty
 
 
 @dataclass
@@ -136,6 +142,8 @@ class ReconConfig:
             raise ValueError("fine.time_curriculum must be in [0, 1)")
         if self.resolution < 0:
             raise ValueError("resolution must be >= 0")
+        if self.loss.anisotropy < 0 or self.loss.max_anisotropy < 1:
+            raise ValueError("loss.anisotropy must be >= 0 and loss.max_anisotropy >= 1")
         if self.holdout < 0 or self.holdout == 1:
             raise ValueError("holdout must be 0 (none) or >= 2")
 
