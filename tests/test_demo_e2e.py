@@ -8,6 +8,7 @@ import pytest
 
 from diffusion4d.app.browser_check import find_chromium
 from diffusion4d.app.demo import load_demo_config
+from diffusion4d.recon.recon_config import load_recon_config
 
 
 @pytest.mark.slow
@@ -50,6 +51,12 @@ def test_quick_demo_runs_every_stage_and_reruns_skip(tmp_path):
     # with the full demo's guidance: the prior's branch only (w1 = 0 skips the unconditional one)
     assert [gen["guidance_scale"], gen["prior_guidance_scale"]] == load_demo_config(None, False, []).guidance == [0.0, 0.5]
     assert set(metrics["reconstruction"]) == {"generated", "ground_truth"}
+    # both fits start inside the visual hull of their views and keep that set (the demo preset)
+    fitted = sorted((out / "recon").glob("*/*/recon_config.yaml"))
+    assert len(fitted) == 2
+    for path in fitted:
+        recon_cfg = load_recon_config(path)
+        assert recon_cfg.init.mode == "visual_hull" and not recon_cfg.coarse.densify.enabled
     html = (out / "report.html").read_text()
     assert html.count("<video") >= 8 and "<svg" in html
     assert html.count('<figure class="sheet">') == 2  # every frame: the caption samples and the one sweep
