@@ -68,9 +68,10 @@ def ssim_per_frame(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 SILHOUETTE_THRESHOLD = 0.05
 
 
-def silhouette(frames_rgb: torch.Tensor, threshold: float = SILHOUETTE_THRESHOLD) -> torch.Tensor:
-    """Object masks ``[N, H, W]`` (bool) of frames ``[N, 3, H, W]`` in [0, 1] over a white background."""
-    return (1.0 - frames_rgb).amax(dim=1) > threshold
+def silhouette(frames_rgb: torch.Tensor, threshold: float = SILHOUETTE_THRESHOLD, background: float = 1.0) -> torch.Tensor:
+    """Object masks ``[N, H, W]`` (bool) of frames ``[N, 3, H, W]`` in [0, 1] over a uniform
+    ``background`` grey (white unless told otherwise)."""
+    return (frames_rgb - background).abs().amax(dim=1) > threshold
 
 
 def silhouette_iou(pred: torch.Tensor, target: torch.Tensor, threshold: float = SILHOUETTE_THRESHOLD) -> torch.Tensor:

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from diffusion4d.logging_utils import get_logger
-from diffusion4d.metrics import SILHOUETTE_THRESHOLD
+from diffusion4d.metrics import silhouette
 from diffusion4d.recon.gaussians import GaussianModel
 
 if TYPE_CHECKING:  # the config and the views are only annotations here
@@ -33,15 +33,19 @@ MAX_ROUNDS = 16
 MIN_HULL_POINTS = 16
 
 
+def grow_masks(masks: Tensor, pixels: int) -> Tensor:
+    """Masks ``[V, H, W]`` (bool) grown by ``pixels`` in every direction (a square neighbourhood)."""
+    if pixels <= 0:
+        return masks
+    k = 2 * pixels + 1
+    return F.max_pool2d(masks[:, None].float(), k, stride=1, padding=pixels)[:, 0] > 0
+
+
 def foreground_masks(images: Tensor, background: float, dilate: int = 1) -> Tensor:
     """Object masks ``[V, H, W]`` (bool) of images ``[V, H, W, 3]`` over a uniform ``background``
-    grey: farther than the silhouette threshold from it (max over channels), grown by ``dilate`` px
+    grey (the project's silhouette, :func:`diffusion4d.metrics.silhouette`), grown by ``dilate`` px
     so a point on the object's edge is not carved away by a pixel's rounding."""
-    mask = (images - background).abs().amax(dim=-1) > SILHOUETTE_THRESHOLD
-    if dilate > 0:
-        k = 2 * dilate + 1
-        mask = F.max_pool2d(mask[:, None].float(), k, stride=1, padding=dilate)[:, 0] > 0
-    return mask
+    return grow_masks(silhouette(images.permute(0, 3, 1, 2), background=background), dilate)
 
 
 def project(points: Tensor, viewmats: Tensor, Ks: Tensor) -> Tuple[Tensor, Tensor]:
@@ -93,8 +97,9 @@ def visual_hull_points(
     Candidates are drawn in rounds until ``num_points`` are kept; a hull smaller than a round's
     share keeps fewer (logged). ``M == 0`` when no view shows any object.
     """
-    masks, core = foreground_masks(images, background), foreground_masks(images, background, dilate=0)
-    kept, colours, drawn = [], [], 0
+    core = foreground_masks(images, background, dilate=0)
+    masks = grow_masks(core, 1)
+    kept, colours, drawn, count = [], [], 0, 0
     for _ in range(MAX_ROUNDS):
         cand = (torch.rand(CANDIDATES_PER_ROUND * num_points, 3, generator=generator) - 0.5) * extent
         cand = cand.to(images.device)
@@ -103,7 +108,8 @@ def visual_hull_points(
         keep = (seen > 0) & (hits >= seen - misses)
         kept.append(cand[keep])
         colours.append(colour[keep])
-        if sum(len(k) for k in kept) >= num_points:
+        count += len(kept[-1])
+        if count >= num_points:
             break
     points, colour = torch.cat(kept)[:num_points], torch.cat(colours)[:num_points]
     if len(points) < num_points:
@@ -127,4 +133,4 @@ def initial_gaussians(cfg: "ReconConfig", views: "Views", generator: torch.Gener
     return GaussianModel.random(init.num_points, init.extent, init.sh_degree, init.init_opacity, generator, init.scale_factor)
 
 
-__all__ = ["foreground_masks", "project", "hull_votes", "visual_hull_points", "initial_gaussians"]
+__all__ = ["grow_masks", "foreground_masks", "project", "hull_votes", "visual_hull_points", "initial_gaussians"]
