@@ -2,14 +2,18 @@
 
 On a finished demo run (its curated data, autoencoder and stage-1 prior), builds the stage-2 trainer
 exactly as the demo does, then times full optimisation steps (forward, backward, gradient clipping,
-AdamW, EMA) under four settings, interleaved round by round so a machine whose speed drifts
+AdamW, EMA) under six settings, interleaved round by round so a machine whose speed drifts
 affects them alike:
 
 * ``reference``: AdamW's per-parameter loop, EMA's per-parameter loop, temporal dropout 0.1
   (the ModelScope architecture's);
 * ``fused``: fused AdamW + foreach EMA, temporal dropout 0.1;
 * ``no-dropout``: the loops, temporal dropout 0;
-* ``fast``: both (``optim.fused=true model.temporal_dropout=0``; the presets run ``reference``).
+* ``fast``: both (``optim.fused=true model.temporal_dropout=0``; the presets run ``reference``);
+* ``math-attention``: the reference with diffusers' classic attention processor (matmul, softmax,
+  matmul) in place of torch's fused scaled-dot-product kernel, which is slow on CPU at the tiny
+  model's head size of 8;
+* ``fused + math-attention``: both.
 
     python benchmarks/train_step_options.py --demo demo_out [--rounds 6 --steps 15] [--results benchmarks/RESULTS.md]
 """
@@ -26,7 +30,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-VARIANTS = {"reference": (False, 0.1), "fused": (True, 0.1), "no-dropout": (False, 0.0), "fast": (True, 0.0)}
+#: name -> (fused update, temporal dropout, attention kernel: "sdpa" = torch's fused CPU kernel, "math" = matmul-softmax-matmul)
+VARIANTS = {"reference": (False, 0.1, "sdpa"), "fused": (True, 0.1, "sdpa"), "no-dropout": (False, 0.0, "sdpa"),
+            "fast": (True, 0.0, "sdpa"), "math-attention": (False, 0.1, "math"), "fused + math-attention": (True, 0.1, "math")}
 
 
 def build_trainer(demo: Path, threads: int):
@@ -48,7 +54,13 @@ def build_trainer(demo: Path, threads: int):
     return trainer
 
 
-def time_steps(trainer, fused: bool, dropout: float, steps: int, start: int) -> list:
+def set_attention(unet, kernel: str) -> None:
+    from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
+
+    unet.set_attn_processor(AttnProcessor2_0() if kernel == "sdpa" else AttnProcessor())
+
+
+def time_steps(trainer, fused: bool, dropout: float, kernel: str, steps: int, start: int) -> list:
     import torch
     from diffusers.training_utils import EMAModel
 
@@ -56,6 +68,7 @@ def time_steps(trainer, fused: bool, dropout: float, steps: int, start: int) -> 
 
     unet = trainer.acc.unwrap_model(trainer.unet)
     set_temporal_dropout(unet, dropout)
+    set_attention(unet, kernel)
     params = [p for p in unet.parameters() if p.requires_grad]
     optimizer = make_optimizer(params, trainer.cfg.optim, fused=fused)
     ema = EMAModel(params, decay=0.999, foreach=fused)
@@ -121,8 +134,8 @@ def main() -> None:
     times = {name: [] for name in VARIANTS}
     step = 0
     for r in range(args.rounds):
-        for name, (fused, dropout) in VARIANTS.items():
-            times[name] += time_steps(trainer, fused, dropout, args.steps, step)
+        for name, (fused, dropout, kernel) in VARIANTS.items():
+            times[name] += time_steps(trainer, fused, dropout, kernel, args.steps, step)
             step += args.steps
         print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{n} {statistics.median(t):.3f} s" for n, t in times.items()), flush=True)
     med = {n: statistics.median(t) for n, t in times.items()}
