@@ -13,6 +13,7 @@ CORE = [
     "pillow",
     "pyyaml",
     "filelock",
+    "psutil",
     "tqdm",
     "scipy",
     "safetensors",

@@ -51,7 +51,7 @@ STAGE_INPUTS: Dict[str, Tuple[str, ...]] = {
     "generate": ("seed", "sampling_seed", "sampling_steps", "guidance", "prompts", "sweep_prompts", "probe_prompts", "sweep_values"),
     "reconstruct": ("recon_preset",),
     "evaluate": ("eval_metrics",),
-    "report": ("check_browser",),
+    "report": ("check_browser", "time_target_minutes"),
 }
 
 
@@ -67,6 +67,7 @@ class DemoRun:
         self.state_path = out / STATE_FILE
         self.state: Dict[str, dict] = {}
         self.redo_rest = False  # an earlier stage ran in this invocation: every later one runs too
+        self.resumed = False  # a stage was skipped (done by an earlier invocation): this process's wall time is not the demo's
         if self.state_path.exists() and not force:
             self.state = DemoState.read(self.state_path).stages
 
@@ -142,6 +143,7 @@ class DemoRun:
         if changed is not None:
             if not self.redo_rest and not changed:
                 logger.info("stage %s: already done (%.1f s), skipping (use --force to redo)", name, done["seconds"])
+                self.resumed = True
                 return done
             why = f"settings changed ({', '.join(changed)})" if changed else "an earlier stage was redone"
             folder = self.stage_folder(name)
@@ -159,6 +161,13 @@ class DemoRun:
         self.save_state()
         logger.info("stage %s: done in %.1f s", name, entry["seconds"])
         return entry
+
+
+def process_wall_seconds() -> float:
+    """Seconds since this process started (interpreter start-up and imports included)."""
+    import psutil
+
+    return time.time() - psutil.Process().create_time()
 
 
 def peak_rss_mb() -> float:

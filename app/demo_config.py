@@ -36,6 +36,9 @@ class DemoConfig:
     recon_preset: str = "demo"  # reconstruction preset (configs/recon)
     eval_metrics: str = "clip_f,clip_o,psnr,ssim,lpips,iou,view_iou,colour,fvd,motion,time"  # metrics of eval/run_metrics.py
     check_browser: bool = True  # open report.html in headless Chromium when available
+    # the run's time target in minutes (the full preset 10, quick 3): the report compares the wall time from the
+    # process start to the report with it; None: no time verdict
+    time_target_minutes: Optional[float] = None
 
     def noise_seed(self) -> int:
         """The seed the generate stage samples with: ``sampling_seed``, else ``seed``."""

@@ -25,7 +25,12 @@ def test_quick_demo_runs_every_stage_and_reruns_skip(tmp_path):
     assert metrics["training"]["loss_last_tenth"] < metrics["training"]["loss_first_tenth"]
     (group,) = metrics["motion_control"]["groups"]  # quick: one swept caption
     assert len(group["requested"]) == 3 and group["requested"][0] == 0.0 and len(group["identity_iou"]) == 3
-    assert set(metrics["targets"]) == {"iou", "colour", "spearman", "identity_iou", "recon_psnr", "peak_memory_gb"}
+    assert set(metrics["targets"]) == {"iou", "colour", "spearman", "identity_iou", "recon_psnr", "peak_memory_gb", "wall_minutes"}
+    # the quick preset's 3-minute budget, judged on this process's wall time (every stage ran in it), which
+    # covers at least the stages' own seconds
+    wall = metrics["targets"]["wall_minutes"]
+    assert wall["target"] == 3 and wall["met"] == (wall["value"] <= 3)
+    assert wall["value"] * 60 >= sum(s["seconds"] for name, s in state.items() if name != "report") - 1
     assert all(t["value"] is not None for t in metrics["targets"].values())  # every target measured
     peaks = [s["peak_rss_mb"] for s in state.values()]
     assert peaks == sorted(peaks) and 100 < peaks[-1] < 64 * 1024  # a process's peak only grows

@@ -56,6 +56,32 @@ def test_demo_targets_lower_and_upper_bounds():
     assert t["peak_memory_gb"] == {"value": 4.0, "target": 4.0, "met": False}  # must stay below 4 GiB
     metrics["peak_memory_gb"] = 1.4
     assert targets(metrics)["peak_memory_gb"]["met"] is True
+    assert "wall_minutes" not in t  # no time budget in the config: no time verdict
+    metrics.update(time_target_minutes=10, wall_minutes=10.0)
+    assert targets(metrics)["wall_minutes"] == {"value": 10.0, "target": 10, "met": True}  # at most 10 minutes
+    metrics["wall_minutes"] = 10.02
+    assert targets(metrics)["wall_minutes"]["met"] is False
+    metrics["wall_minutes"] = None  # a resumed run: not measured
+    assert targets(metrics)["wall_minutes"]["met"] is None
+
+
+def test_demo_wall_time_only_for_a_run_that_did_every_stage(tmp_path):
+    """The time verdict reads this process's age, which is the demo's wall time only when no stage was
+    reused from an earlier invocation: a skipped stage marks the run as resumed."""
+    import time
+
+    from diffusion4d.app.demo import DemoRun, process_wall_seconds
+    from diffusion4d.app.demo_config import DemoConfig
+    from diffusion4d.app.demo_sections import demo_wall_minutes
+
+    assert 0 < process_wall_seconds() < 7 * 24 * 3600
+    run = DemoRun(tmp_path, DemoConfig(), "cpu", force=False)
+    run.run_stage("assets", lambda r: {"assets": 0})
+    assert not run.resumed and 0 < demo_wall_minutes(run) <= process_wall_seconds() / 60 + 0.01
+    again = DemoRun(tmp_path, DemoConfig(), "cpu", force=False)
+    time.sleep(0.01)
+    assert again.run_stage("assets", lambda r: {"assets": 1})["assets"] == 0  # done before: skipped
+    assert again.resumed and demo_wall_minutes(again) is None
 
 
 def test_variants_are_training_data_only(tmp_path):
