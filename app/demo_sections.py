@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 from pathlib import Path
 from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 
@@ -171,10 +172,10 @@ def _generation(folder: Path) -> dict:
 SAMPLES_METHOD = "diffusion4d_tiny"
 #: the demo's targets for the tiny model (docs/training.md, "The demo's model")
 TARGETS = {"iou": 0.6, "colour": 0.8, "spearman": 0.9, "identity_iou": 0.8, "recon_psnr": 22.0, "peak_memory_gb": 4.0}
-#: targets that are upper bounds (the value must stay below them); the others are lower bounds
-UPPER_BOUNDS = {"peak_memory_gb"}
-#: targets the value may reach but not exceed (the time budget, ``DemoConfig.time_target_minutes``)
-AT_MOST = {"wall_minutes"}
+#: how a target's value compares with its bar where it is not a lower bound (``>=``): peak memory must stay
+#: below 4 GiB, the wall time may reach its budget (``DemoConfig.time_target_minutes``) but not exceed it
+BOUNDS = {"peak_memory_gb": "<", "wall_minutes": "<="}
+_COMPARE = {">=": operator.ge, "<": operator.lt, "<=": operator.le}
 
 
 def _eval_json(path: Path) -> dict:
@@ -377,7 +378,7 @@ def section_times(run: "DemoRun", report: R.Report, metrics: dict) -> None:
     peaks = [entry["peak_rss_mb"] for entry in run.state.values() if isinstance(entry.get("peak_rss_mb"), (int, float))]
     metrics["peak_memory_gb"] = round(max(peaks) / 1024.0, 2) if peaks else None
     metrics["wall_minutes"] = demo_wall_minutes(run)
-    metrics["time_target_minutes"] = getattr(run.cfg, "time_target_minutes", None)
+    metrics["time_target_minutes"] = run.cfg.time_target_minutes
     wall = ("stages done by an earlier invocation were reused, so this process's wall time is not the demo's"
             if metrics["wall_minutes"] is None else
             f"{metrics['wall_minutes'] * 60:.0f} s from the start of this process to this report (start-up and imports "
@@ -391,10 +392,10 @@ def section_times(run: "DemoRun", report: R.Report, metrics: dict) -> None:
 
 def demo_wall_minutes(run: "DemoRun") -> Optional[float]:
     """Minutes from the start of the demo's process to now, when this process ran every stage so far;
-    None when it reused stages of an earlier invocation (or ``run`` does not say)."""
+    None when it reused stages of an earlier invocation."""
     from diffusion4d.app.demo import process_wall_seconds
 
-    if getattr(run, "resumed", True):
+    if run.resumed:
         return None
     return round(process_wall_seconds() / 60.0, 2)
 
@@ -414,11 +415,7 @@ def targets(metrics: dict) -> Dict[str, dict]:
         values["wall_minutes"] = (metrics.get("wall_minutes"), metrics["time_target_minutes"])
 
     def met(key: str, value, bar) -> Optional[bool]:
-        if value is None:
-            return None
-        if key in AT_MOST:
-            return bool(value <= bar)
-        return bool(value < bar) if key in UPPER_BOUNDS else bool(value >= bar)
+        return None if value is None else bool(_COMPARE[BOUNDS.get(key, ">=")](value, bar))
 
     return {k: {"value": v, "target": t, "met": met(k, v, t)} for k, (v, t) in values.items()}
 
@@ -439,8 +436,7 @@ def build_report(run: "DemoRun") -> Tuple[Path, dict]:
               "recon_psnr": "held-out PSNR of the 4D reconstruction of a generated orbit (dB)",
               "peak_memory_gb": "peak resident memory of the demo process (GiB)",
               "wall_minutes": "wall time from the process start to this report (minutes)"}
-    bound = lambda k: "<=" if k in AT_MOST else "<" if k in UPPER_BOUNDS else ">="  # noqa: E731
-    rows = [[labels[k], _float(t["value"]), f"{bound(k)} {t['target']}", {True: "met", False: "NOT met", None: "not measured"}[t["met"]]]
+    rows = [[labels[k], _float(t["value"]), f"{BOUNDS.get(k, '>=')} {t['target']}", {True: "met", False: "NOT met", None: "not measured"}[t["met"]]]
             for k, t in metrics["targets"].items()]
     report.add("8. Targets of the demo's model", R.table(["what", "value", "target", "verdict"], rows))
     path = report.write(run.out / "report.html")

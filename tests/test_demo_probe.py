@@ -68,8 +68,6 @@ def test_demo_targets_lower_and_upper_bounds():
 def test_demo_wall_time_only_for_a_run_that_did_every_stage(tmp_path):
     """The time verdict reads this process's age, which is the demo's wall time only when no stage was
     reused from an earlier invocation: a skipped stage marks the run as resumed."""
-    import time
-
     from diffusion4d.app.demo import DemoRun, process_wall_seconds
     from diffusion4d.app.demo_config import DemoConfig
     from diffusion4d.app.demo_sections import demo_wall_minutes
@@ -79,7 +77,6 @@ def test_demo_wall_time_only_for_a_run_that_did_every_stage(tmp_path):
     run.run_stage("assets", lambda r: {"assets": 0})
     assert not run.resumed and 0 < demo_wall_minutes(run) <= process_wall_seconds() / 60 + 0.01
     again = DemoRun(tmp_path, DemoConfig(), "cpu", force=False)
-    time.sleep(0.01)
     assert again.run_stage("assets", lambda r: {"assets": 1})["assets"] == 0  # done before: skipped
     assert again.resumed and demo_wall_minutes(again) is None
 
