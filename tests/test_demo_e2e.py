@@ -50,7 +50,8 @@ def test_quick_demo_runs_every_stage_and_reruns_skip(tmp_path):
     assert state["train"]["prior"] == state["train_prior"]["checkpoint"] is not None
     assert (out / "train" / "checkpoint-120" / "prior_unet" / "config.json").is_file()
     unet = json.loads((out / "train" / "checkpoint-120" / "unet" / "config.json").read_text())
-    assert unet["frame_time_motion_anchor"] == "first" and unet["frame_time_motion_reference"] == 0.04  # the full demo's stage 2
+    # the full demo's stage 2; the gate's reference comes from the data: the red cube's m 0.0398, rounded up
+    assert unet["frame_time_motion_anchor"] == "first" and unet["frame_time_motion_reference"] == 0.04
     gen = json.loads(next((out / "generated" / "prompts").glob("*/generation.json")).read_text())
     assert gen["prior"] == "separate"
     # with the full demo's guidance: the prior's branch only (w1 = 0 skips the unconditional one)

@@ -136,7 +136,10 @@ def two_stages(tmp_path_factory):
         _reset_accelerate()
         s2 = load_config(TrainConfig, REPO / "configs/train/tiny.yaml",
                          SMALL + [f"data.root={root / 'data'}", f"output_dir={root / 's2'}",
-                                  f"model.base={root / 's1' / 'checkpoint-2'}", "model.text_encoder=base"])
+                                  f"model.base={root / 's1' / 'checkpoint-2'}", "model.text_encoder=base",
+                                  # the demo's stage 2: frame-time embedding gated by m over the data's largest m
+                                  "model.frame_time_conditioning=true", "model.frame_time_motion_reference=data",
+                                  "model.frame_time_motion_anchor=first"])
         run(s2)
     finally:
         _reset_accelerate()
@@ -163,6 +166,42 @@ def test_stage_two_checkpoint_carries_the_frozen_prior(two_stages):
     # stage 2 started from stage 1 (trained 2 steps since, so close but not equal)
     delta = max((unet.state_dict()[k].float() - v.float()).abs().max().item() for k, v in stage1.state_dict().items())
     assert 0 < delta < 0.5
+
+
+def test_the_gate_reference_data_is_the_largest_training_motion_rounded_up(two_stages):
+    data = two_stages / "data"
+    largest = max(o["motion_magnitude"] for rec in read_manifest(data / "manifest.jsonl") for o in read_meta(data / rec["uid"])["orbits"])
+    reference = load_components(two_stages / "s2" / "checkpoint-2", components=("unet",))["unet"].config.frame_time_motion_reference
+    assert largest <= reference < largest * 1.1 and float(f"{reference:.2g}") == reference  # two significant digits, not below
+    saved = load_config(TrainConfig, two_stages / "s2" / "config.yaml")  # the run's resolved config records the number
+    assert saved.model.frame_time_motion_reference == reference
+
+
+@pytest.mark.parametrize("value, expected", [(0.039825, 0.04), (0.0144, 0.015), (0.04, 0.04), (0.0101, 0.011), (0.00999, 0.01),
+                                             (123.0, 130.0), (1.0, 1.0)])
+def test_round_up_significant(value, expected):
+    from diffusion4d.train.orbit_dataset import round_up_significant
+
+    assert round_up_significant(value) == expected  # exact: the float of the decimal spelling
+
+
+def test_the_gate_reference_data_needs_moving_training_orbits(tmp_path):
+    from diffusion4d.errors import UserError
+    from diffusion4d.train.orbit_dataset import data_motion_reference, round_up_significant
+
+    write_synthetic_dataset(tmp_path / "data", num_assets=1, num_frames=4, size=16, orbits=1)
+    for meta_path in (tmp_path / "data").glob("*/meta.json"):
+        meta = json.loads(meta_path.read_text())
+        for orbit in meta["orbits"]:
+            orbit["motion_magnitude"] = 0.0
+        meta["motion_magnitude"] = 0.0
+        meta_path.write_text(json.dumps(meta))
+    with pytest.raises(UserError, match="frame_time_motion_reference=data"):
+        data_motion_reference(str(tmp_path / "data"))
+    with pytest.raises(ValueError):
+        round_up_significant(0.0)
+    with pytest.raises(ValueError, match="frame_time_motion_reference"):
+        load_config(TrainConfig, REPO / "configs/train/tiny.yaml", ["model.frame_time_motion_reference=-1"])
 
 
 def test_generate_uses_the_frozen_prior_by_default(two_stages, tmp_path):

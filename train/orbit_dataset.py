@@ -75,6 +75,29 @@ def load_orbit_records(root: str, stage: str = "4d") -> List[Dict[str, Any]]:
     return records
 
 
+def round_up_significant(value: float, digits: int = 2) -> float:
+    """The smallest number with ``digits`` significant digits that is >= ``value`` (> 0), as the
+    float its decimal spelling parses to: 0.039825 -> 0.04, 0.0144 -> 0.015, 0.04 -> 0.04."""
+    if not value > 0 or not math.isfinite(value):
+        raise ValueError(f"value must be finite and > 0, got {value}")
+    exponent = math.floor(math.log10(value)) - digits + 1
+    mantissa = math.ceil(value / 10.0**exponent - 1e-9)  # in [10^(digits-1), 10^digits]; the slack absorbs the division's rounding
+    return float(f"{mantissa}e{exponent}")
+
+
+def data_motion_reference(root: str) -> float:
+    """The frame-time gate's reference for ``model.frame_time_motion_reference: data``: the largest
+    motion magnitude of the stage-``4d`` training orbits under ``root``, rounded up to two significant
+    digits (every training clip's gate factor m / reference is then at most 1)."""
+    magnitudes = [float(o["motion_magnitude"]) for rec in load_orbit_records(root, "4d") for o in rec["orbits"]
+                  if o.get("motion_magnitude") is not None and math.isfinite(float(o["motion_magnitude"]))]
+    largest = max(magnitudes, default=0.0)
+    if not largest > 0:
+        raise UserError(f"model.frame_time_motion_reference=data: no training orbit under {root} has a motion magnitude > 0 "
+                        "(set a number instead)")
+    return round_up_significant(largest)
+
+
 def _load_frames(folder: Path, idx: np.ndarray, resolution: int) -> torch.Tensor:
     clip = read_clip(folder)
     rgb = frames_to_float(clip.frames[idx])  # [F, H, W, 3] over white

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Literal, Optional
+from typing import List, Literal, Optional, Union
 
 
 @dataclass
@@ -26,8 +26,10 @@ class ModelConfig:
     camera_conditioning: bool = True  # per-frame camera embedding
     frame_time_conditioning: bool = False  # per-frame animation-time embedding (frame i of the orbit at time i / (F - 1))
     # when set, each clip's frame-time embedding is multiplied by m / this (a dropped m: by 1): m = 0 puts every
-    # frame at the same instant and the embedding grows with the requested motion (null: not scaled)
-    frame_time_motion_reference: Optional[float] = None
+    # frame at the same instant and the embedding grows with the requested motion (null: not scaled). "data": the
+    # largest motion magnitude of the training orbits, rounded up to two significant digits, resolved when training
+    # starts (the saved config and the checkpoint record the number)
+    frame_time_motion_reference: Optional[Union[float, Literal["data"]]] = None
     # what that factor scales: "zero" the whole embedding (m = 0: no frame-time signal), "first" each frame's
     # difference to the first frame's embedding (m = 0: every frame at the first frame's instant)
     frame_time_motion_anchor: Literal["zero", "first"] = "zero"
@@ -169,8 +171,9 @@ class TrainConfig:
         for name in ("foreground_weight", "motion_weight", "frame_deviation_weight"):
             if not getattr(self.loss, name) >= 0:
                 raise ValueError(f"loss.{name} must be >= 0, got {getattr(self.loss, name)}")
-        if self.model.frame_time_motion_reference is not None and not self.model.frame_time_motion_reference > 0:
-            raise ValueError(f"model.frame_time_motion_reference must be > 0 (or null), got {self.model.frame_time_motion_reference}")
+        reference = self.model.frame_time_motion_reference
+        if reference is not None and reference != "data" and not reference > 0:
+            raise ValueError(f"model.frame_time_motion_reference must be > 0, \"data\" or null, got {reference}")
         if self.model.motion_scale is not None and not self.model.motion_scale > 0:
             raise ValueError(f"model.motion_scale must be > 0 (or null for the base's), got {self.model.motion_scale}")
         if self.stage == "prior3d":

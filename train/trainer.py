@@ -30,8 +30,8 @@ from diffusion4d.train import losses as L
 from diffusion4d.train.checkpointing import remove_stale_temporaries, resolve_resume, save_checkpoint, step_of
 from diffusion4d.train.model_setup import PRIOR_FOLDER, build_components, freeze_prior, make_optimizer
 from diffusion4d.train.orbit_dataset import (
-    OrbitDataset, build_latent_cache, cache_fingerprint, collate, epoch_batches, foreground_fraction, missing_cache_entries,
-    model_folder_identity,
+    OrbitDataset, build_latent_cache, cache_fingerprint, collate, data_motion_reference, epoch_batches, foreground_fraction,
+    missing_cache_entries, model_folder_identity,
 )
 from diffusion4d.train.train_config import TrainConfig
 
@@ -214,6 +214,9 @@ class Trainer:
     # ------------------------------------------------------------------ phases
     def setup(self) -> None:
         cfg, acc = self.cfg, self.acc
+        if cfg.model.frame_time_motion_reference == "data":  # every rank reads the same manifest: the same number
+            cfg.model.frame_time_motion_reference = data_motion_reference(cfg.data.root)
+            log.info("frame-time gate reference %g: the training orbits' largest motion magnitude, rounded up", cfg.model.frame_time_motion_reference)
         if acc.is_main_process:
             self.out.mkdir(parents=True, exist_ok=True)
             remove_stale_temporaries(self.out)
