@@ -219,22 +219,29 @@ def test_frame_time_motion_anchor_first_keeps_frame_zero_and_puts_m_zero_at_one_
             plain.frame_time_embedding.forward = frozen
 
 
-def test_the_full_demo_presets_stage_2_builds_the_anchored_gate():
+def test_the_full_demo_presets_stage_2_builds_the_anchored_gate(tmp_path):
     """The README's demo (configs/demo/full.yaml) trains stage 2 from configs/train/tiny.yaml with its
     train and stage-2 overrides: they must resolve to a valid config whose model options reach the UNet,
     the gate anchored at frame 0 included (a typo or a dropped option would silently train another model)."""
     from diffusion4d.app.demo import load_demo_config
     from diffusion4d.config import load_config
     from diffusion4d.presets import resolve_preset
+    from diffusion4d.testing.orbits import write_synthetic_dataset
     from diffusion4d.train.model_setup import _new_options
+    from diffusion4d.train.orbit_dataset import data_motion_reference
     from diffusion4d.train.train_config import TrainConfig
 
     demo = load_demo_config(None, False, [])
     cfg = load_config(TrainConfig, resolve_preset("train", "tiny.yaml"), [*demo.train_overrides, *demo.stage2_overrides])
     cfg.validate()
+    assert cfg.model.frame_time_motion_reference == "data"  # the gate's reference comes from the curated data
+    with pytest.raises(ValueError, match="resolve"):  # the trainer resolves it before building the model
+        _new_options(cfg.model, demo.frames)
+    write_synthetic_dataset(tmp_path / "data", num_assets=2, num_frames=4, size=16, orbits=1)
+    cfg.model.frame_time_motion_reference = data_motion_reference(str(tmp_path / "data"))  # as Trainer.setup does
     options = _new_options(cfg.model, demo.frames)
     assert options["frame_time_conditioning"] and options["frame_time_motion_anchor"] == "first"
-    assert options["frame_time_motion_reference"] == pytest.approx(0.04)
+    assert options["frame_time_motion_reference"] == cfg.model.frame_time_motion_reference > 0
     model = UNet4DConditionModel(**{**TINY, **options})
     assert model.config.frame_time_motion_anchor == "first" and model.frame_time_embedding is not None
 

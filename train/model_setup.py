@@ -98,6 +98,9 @@ def _new_options(model_cfg, num_frames: int) -> dict:
     )
     if model_cfg.motion_scale is not None:
         options["motion_scale"] = float(model_cfg.motion_scale)
+    if model_cfg.frame_time_motion_reference == "data":
+        raise ValueError("model.frame_time_motion_reference=data: resolve it from the training data first "
+                         "(train/orbit_dataset.py data_motion_reference; the trainer does this when it starts)")
     if model_cfg.frame_time_motion_reference is not None:
         options["frame_time_motion_reference"] = float(model_cfg.frame_time_motion_reference)
         options["frame_time_motion_anchor"] = model_cfg.frame_time_motion_anchor
