@@ -48,7 +48,7 @@ STAGE_INPUTS: Dict[str, Tuple[str, ...]] = {
     "autoencoder": ("seed", "train_resolution", "autoencoder_steps", "autoencoder_overrides"),
     "train_prior": ("seed", "train_resolution", "frames", "prior_steps", "train_overrides"),  # train_overrides reach both stages
     "train": ("seed", "train_resolution", "frames", "train_steps", "train_overrides", "stage2_overrides"),
-    "generate": ("seed", "sampling_seed", "sampling_steps", "guidance", "prompts", "sweep_prompts", "probe_prompts", "sweep_values"),
+    "generate": ("seed", "sampling_seed", "sampler", "sampling_steps", "guidance", "prompts", "sweep_prompts", "probe_prompts", "sweep_values"),
     "reconstruct": ("recon_preset",),
     "evaluate": ("eval_metrics",),
     "report": ("check_browser", "time_target_minutes"),
@@ -332,8 +332,8 @@ def stage_generate(run: DemoRun) -> dict:
     c = run.cfg
     model = str(_latest_checkpoint(run))
     accepted = _accepted(run)
-    common = ["--model", model, "--steps", str(c.sampling_steps), "--seed", str(c.noise_seed()), "--device", run.device,
-              "--guidance", str(c.guidance[0]), str(c.guidance[1])]  # fmt: skip
+    common = ["--model", model, "--scheduler", c.sampler, "--steps", str(c.sampling_steps), "--seed", str(c.noise_seed()),
+              "--device", run.device, "--guidance", str(c.guidance[0]), str(c.guidance[1])]  # fmt: skip
     # 1. text-to-4D for training captions, each with its asset's own motion, named by uid (evaluated against its renders)
     samples = []
     for rec in accepted[: c.prompts]:

@@ -1,7 +1,7 @@
 """``DemoConfig``: the settings of ``diffusion4d demo`` (presets in ``configs/demo/``)."""
 
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import List, Literal, Optional
 
 
 @dataclass
@@ -28,7 +28,8 @@ class DemoConfig:
     sweep_prompts: int = 2  # captions swept over motion magnitudes (the most moving assets first)
     probe_prompts: int = 3  # captions recombining training attributes never seen together (generalisation probe, no bar)
     sweep_values: int = 5  # requested magnitudes of a motion sweep: evenly spaced from 0 to the largest m of the curated assets
-    sampling_steps: int = 20  # DDIM steps
+    sampler: Literal["ddim", "dpm"] = "ddim"  # the generate stage's sampler: DDIM or DPM-Solver++ (second order)
+    sampling_steps: int = 20  # sampler steps
     # initial-noise seed of the generate stage (None: ``seed``); benchmarks/demo_seeds.py varies it alone
     # to measure how much the targets depend on the one noise draw the demo samples with
     sampling_seed: Optional[int] = None

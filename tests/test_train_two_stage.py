@@ -177,6 +177,45 @@ def test_the_gate_reference_data_is_the_largest_training_motion_rounded_up(two_s
     assert saved.model.frame_time_motion_reference == reference
 
 
+def test_a_resumed_run_keeps_its_checkpoints_gate_reference_when_the_data_changed(two_stages, tmp_path, caplog):
+    """``frame_time_motion_reference: data`` is resolved once, when a run begins: resuming it after
+    the data changed keeps the number its weights were trained with (and says so)."""
+    import logging
+    import shutil
+
+    data, out = tmp_path / "data", tmp_path / "s2"
+    shutil.copytree(two_stages / "data", data)
+    shutil.copytree(two_stages / "s2", out)
+    before = load_components(out / "checkpoint-2", components=("unet",))["unet"].config.frame_time_motion_reference
+    for meta_path in data.glob("*/meta.json"):  # the data now moves 3x as much: a fresh run would resolve ~3x the number
+        meta = json.loads(meta_path.read_text())
+        for orbit in meta["orbits"]:
+            orbit["motion_magnitude"] = 3 * orbit["motion_magnitude"]
+        meta_path.write_text(json.dumps(meta))
+    from diffusion4d.train.orbit_dataset import data_motion_reference
+
+    assert data_motion_reference(str(data)) > 2 * before
+    cfg = load_config(TrainConfig, out / "config.yaml", [f"data.root={data}", f"output_dir={out}", "max_steps=3",
+                                                          "model.frame_time_motion_reference=data"])  # fmt: skip
+    n = torch.get_num_threads()
+    try:
+        _reset_accelerate()
+        with caplog.at_level(logging.WARNING):
+            run(cfg, resume="latest")
+    finally:
+        _reset_accelerate()
+        torch.set_num_threads(n)
+    after = load_components(out / "checkpoint-3", components=("unet",))["unet"].config.frame_time_motion_reference
+    assert after == before
+    assert load_config(TrainConfig, out / "config.yaml").model.frame_time_motion_reference == before
+    assert any("frame-time gate reference" in r.getMessage() and f"resuming with {before:g}" in r.getMessage() for r in caplog.records)
+    # a checkpoint without a UNet config (written before pipeline folders were saved with it): the data's number
+    from diffusion4d.train.trainer import gate_reference
+
+    (tmp_path / "bare").mkdir()
+    assert gate_reference(str(data), tmp_path / "bare") == data_motion_reference(str(data))
+
+
 @pytest.mark.parametrize("value, expected", [(0.039825, 0.04), (0.0144, 0.015), (0.04, 0.04), (0.0101, 0.011), (0.00999, 0.01),
                                              (123.0, 130.0), (1.0, 1.0)])
 def test_round_up_significant(value, expected):

@@ -206,13 +206,15 @@ def train_autoencoder(cfg, data_root: str, output: str) -> dict:
             a, mean, eigenvalues = latent_whitening(z.permute(0, 2, 3, 1).reshape(-1, z.shape[1]))
             fold_latent_transform(vae, a, mean)
             whitening = [float(e) for e in eigenvalues]
-        z = torch.cat([vae.encode(c * 2 - 1).latent_dist.mode() for c in train_x[:512].split(64)])
-        scale = 1.0 / max(float(z.std()), 1e-6)
+        # every training frame encoded once: the scale reads the first 512 latents, the PSNR the first 256 round trips,
+        # the colour check all of them
+        train_z = [vae.encode(c * 2 - 1).latent_dist.mode() for c in train_x.split(64)]
+        scale = 1.0 / max(float(torch.cat(train_z)[:512].std()), 1e-6)
+        train_round = torch.cat([(vae.decode(z).sample + 1) / 2 for z in train_z])
 
         def round_trip(x: torch.Tensor) -> torch.Tensor:
             return torch.cat([(vae.decode(vae.encode(c * 2 - 1).latent_dist.mode()).sample + 1) / 2 for c in x.split(64)])
 
-        train_round = round_trip(train_x)  # every training frame once: the PSNR reads its first 256, the colour check all
         val_rec, train_rec = (round_trip(val_x) if len(val_x) else None), train_round[:256]
         train_uids = [u for u, held_out in zip(uids, mask) if not held_out]
         fidelity = colour_fidelity(train_x, train_round, train_uids)

@@ -84,6 +84,18 @@ def resolve_resume(output_dir: Path, resume: Optional[str]) -> Optional[Path]:
     return path
 
 
+def saved_unet_config(checkpoint: Path) -> dict:
+    """The UNet config a checkpoint's pipeline folder holds (``unet/config.json``; ``{}`` when the
+    checkpoint has none, e.g. one written before pipeline folders were saved with it)."""
+    path = Path(checkpoint) / "unet" / "config.json"
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}: not valid JSON ({exc}); the checkpoint is damaged") from exc
+
+
 def step_of(checkpoint: Path) -> int:
     m = _PATTERN.match(Path(checkpoint).name)
     if not m:

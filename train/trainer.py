@@ -27,7 +27,7 @@ from diffusion4d.io.records import TRAIN_SUMMARY_FILE, TrainSummary
 from diffusion4d.logging_utils import get_logger, progress
 
 from diffusion4d.train import losses as L
-from diffusion4d.train.checkpointing import remove_stale_temporaries, resolve_resume, save_checkpoint, step_of
+from diffusion4d.train.checkpointing import remove_stale_temporaries, resolve_resume, save_checkpoint, saved_unet_config, step_of
 from diffusion4d.train.model_setup import PRIOR_FOLDER, build_components, freeze_prior, make_optimizer
 from diffusion4d.train.orbit_dataset import (
     OrbitDataset, build_latent_cache, cache_fingerprint, collate, data_motion_reference, epoch_batches, foreground_fraction,
@@ -184,6 +184,30 @@ def _zero3_init_disabled(accelerator):
         plugin.set_deepspeed_weakref()
 
 
+def gate_reference(data_root: str, checkpoint: Optional[Path]) -> float:
+    """The number ``model.frame_time_motion_reference: data`` stands for. A fresh run: the training
+    orbits' largest motion magnitude rounded up (:func:`data_motion_reference`). A resumed run: the
+    number its checkpoint's UNet was built with (the data may have changed since; a different
+    number would change what the saved weights mean), with a warning when the data now gives
+    another."""
+    saved = saved_unet_config(checkpoint).get("frame_time_motion_reference") if checkpoint is not None else None
+    if saved is None:
+        value = data_motion_reference(data_root)
+        log.info("frame-time gate reference %g: the training orbits' largest motion magnitude, rounded up", value)
+        return value
+    try:
+        current: Optional[float] = data_motion_reference(data_root)
+    except UserError:
+        current = None
+    if current != float(saved):
+        log.warning("frame-time gate reference: the data under %s now gives %s, the checkpoint %s was trained with %g; "
+                    "resuming with %g (start a new output_dir to train with the data's)", data_root,
+                    "no moving orbit" if current is None else f"{current:g}", checkpoint, float(saved), float(saved))  # fmt: skip
+    else:
+        log.info("frame-time gate reference %g, from the checkpoint %s (the data gives the same)", float(saved), checkpoint)
+    return float(saved)
+
+
 def _seed_for(cfg: TrainConfig, micro_step: int, rank: int) -> int:
     return (cfg.seed * 1_000_003 + micro_step * 7_919 + rank * 104_729) % (2**62)
 
@@ -212,11 +236,13 @@ class Trainer:
         self.timings: Dict[str, float] = {}
 
     # ------------------------------------------------------------------ phases
-    def setup(self) -> None:
+    def setup(self, resume_from: Optional[Path] = None) -> None:
+        """Build the model, data, optimizer and engine. ``resume_from``: the complete checkpoint the
+        run will resume (:func:`resolve_resume`); settings resolved from the data when the run began
+        are taken from it, so a resumed run continues the model it saved."""
         cfg, acc = self.cfg, self.acc
-        if cfg.model.frame_time_motion_reference == "data":  # every rank reads the same manifest: the same number
-            cfg.model.frame_time_motion_reference = data_motion_reference(cfg.data.root)
-            log.info("frame-time gate reference %g: the training orbits' largest motion magnitude, rounded up", cfg.model.frame_time_motion_reference)
+        if cfg.model.frame_time_motion_reference == "data":  # every rank reads the same files: the same number
+            cfg.model.frame_time_motion_reference = gate_reference(cfg.data.root, resume_from)
         if acc.is_main_process:
             self.out.mkdir(parents=True, exist_ok=True)
             remove_stale_temporaries(self.out)
@@ -465,9 +491,10 @@ class Trainer:
         log.info("validation videos: %s", folder)
 
     # ------------------------------------------------------------------ loop
-    def train(self, resume: Optional[str]) -> Dict[str, Any]:
+    def train(self, ckpt: Optional[Path] = None) -> Dict[str, Any]:
+        """Optimise up to ``cfg.max_steps``, from the complete checkpoint ``ckpt`` when given (the one
+        :meth:`setup` was told to resume from)."""
         cfg, acc = self.cfg, self.acc
-        ckpt = resolve_resume(self.out, resume)
         if ckpt is not None:
             acc.load_state(str(ckpt / "accelerate_state"))
             self.step = step_of(ckpt)
@@ -570,5 +597,6 @@ def run(cfg: TrainConfig, resume: Optional[str] = None) -> Dict[str, Any]:
     check_output_dir(cfg.output_dir, "output_dir")
     trainer = Trainer(cfg)
     with output_lock(trainer.out, trainer.acc.is_main_process):
-        trainer.setup()
-        return trainer.train(resume)
+        ckpt = resolve_resume(trainer.out, resume)
+        trainer.setup(resume_from=ckpt)
+        return trainer.train(ckpt)
