@@ -113,3 +113,24 @@ def test_stage2_overrides_come_last_in_stage_2_only(tmp_path, monkeypatch):
     assert f"model.base={run.prior_dir / 'checkpoint-1'}" in stage2_argv
     assert "loss.omega=5" not in prior_argv and prior_argv[-2:] == cfg.train_overrides
     assert stage2_argv[-3:] == [*cfg.train_overrides, "loss.omega=5"]  # the trainer applies overrides in order: the last wins
+
+
+def test_the_generate_stage_samples_with_the_configured_sampler(tmp_path, monkeypatch):
+    import pytest
+
+    import diffusion4d.app.demo as demo
+    from diffusion4d.errors import UserError
+
+    calls = []
+    monkeypatch.setattr(demo, "_cli", lambda argv: calls.append(list(argv)))
+    monkeypatch.setattr(demo, "_latest_checkpoint", lambda run: tmp_path / "checkpoint-1")
+    monkeypatch.setattr(demo, "_accepted", lambda run: [{"uid": "a", "caption": "a red cube", "motion_magnitude": 0.01}])
+    monkeypatch.setattr(demo, "probe_captions", lambda *a, **k: [])
+    for sampler, steps in (("ddim", 20), ("dpm", 12)):
+        calls.clear()
+        demo.stage_generate(DemoRun(tmp_path, DemoConfig(sampler=sampler, sampling_steps=steps, prompts=1, sweep_prompts=1), "cpu", False))
+        assert len(calls) == 2  # the caption sample and its sweep
+        for argv in calls:
+            assert argv[argv.index("--scheduler") + 1] == sampler and argv[argv.index("--steps") + 1] == str(steps)
+    with pytest.raises(UserError, match="sampler: 'euler' is not one of 'ddim', 'dpm'"):
+        demo.load_demo_config(None, False, ["sampler=euler"])
