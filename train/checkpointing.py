@@ -87,13 +87,10 @@ def resolve_resume(output_dir: Path, resume: Optional[str]) -> Optional[Path]:
 def saved_unet_config(checkpoint: Path) -> dict:
     """The UNet config a checkpoint's pipeline folder holds (``unet/config.json``; ``{}`` when the
     checkpoint has none, e.g. one written before pipeline folders were saved with it)."""
+    from diffusion4d.io import read_json
+
     path = Path(checkpoint) / "unet" / "config.json"
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path}: not valid JSON ({exc}); the checkpoint is damaged") from exc
+    return read_json(path) if path.is_file() else {}
 
 
 def step_of(checkpoint: Path) -> int:

@@ -195,17 +195,18 @@ def gate_reference(data_root: str, checkpoint: Optional[Path]) -> float:
         value = data_motion_reference(data_root)
         log.info("frame-time gate reference %g: the training orbits' largest motion magnitude, rounded up", value)
         return value
+    saved = float(saved)
     try:
         current: Optional[float] = data_motion_reference(data_root)
     except UserError:
         current = None
-    if current != float(saved):
+    if current != saved:
         log.warning("frame-time gate reference: the data under %s now gives %s, the checkpoint %s was trained with %g; "
                     "resuming with %g (start a new output_dir to train with the data's)", data_root,
-                    "no moving orbit" if current is None else f"{current:g}", checkpoint, float(saved), float(saved))  # fmt: skip
+                    "no moving orbit" if current is None else f"{current:g}", checkpoint, saved, saved)  # fmt: skip
     else:
-        log.info("frame-time gate reference %g, from the checkpoint %s (the data gives the same)", float(saved), checkpoint)
-    return float(saved)
+        log.info("frame-time gate reference %g, from the checkpoint %s (the data gives the same)", saved, checkpoint)
+    return saved
 
 
 def _seed_for(cfg: TrainConfig, micro_step: int, rank: int) -> int:
